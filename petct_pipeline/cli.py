@@ -1,0 +1,62 @@
+"""The ``petct`` command: one sub-command per module in ``petct_pipeline.commands``.
+
+Bad input (``ValueError``/``TypeError``/``FileNotFoundError`` raised by the library)
+becomes one line on stderr and exit code 2; nothing is half-written because every
+writer in the library renames finished files into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+__all__ = ["main", "build_parser", "UsageError"]
+
+# Each name is a module in petct_pipeline/commands exposing register(subparsers).
+COMMANDS: tuple[str, ...] = ("generate",)
+
+
+class UsageError(ValueError):
+    """Raised by a command for a problem with its arguments; reported as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="petct",
+        description="Synthesise and evaluate whole-body 18F-FDG PET/CT from demographics "
+        "(age, sex, weight, height) with cascaded 3D diffusion models.",
+    )
+    parser.add_argument("--version", action="version", version=f"petct-diffusion {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"petct_pipeline.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+        print(f"petct {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"petct {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

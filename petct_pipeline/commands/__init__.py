@@ -1,0 +1,1 @@
+"""Sub-commands of the ``petct`` CLI; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,82 @@
+"""NIfTI and JSON writing/reading with atomic renames, so a crash never leaves a half file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+__all__ = ["atomic_path", "save_nifti", "load_nifti", "write_json", "read_json"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # keep the real suffixes so writers that dispatch on them (nibabel: .nii.gz) still work
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_nifti(
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    dtype: np.dtype | type | None = None,
+    description: str | None = None,
+) -> Path:
+    """Write an (x, y, z) array with its RAS affine; sform and qform both set, pixdim from the affine."""
+    data = np.asarray(array) if dtype is None else np.asarray(array).astype(dtype)
+    image = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_sform(image.affine, code=1)
+    image.set_qform(image.affine, code=1)
+    if description:
+        image.header["descrip"] = description[:79].encode()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)
+    return path
+
+
+def load_nifti(path: str | os.PathLike, dtype: np.dtype | type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI file reoriented to canonical RAS+; returns (array, affine)."""
+    image = nib.as_closest_canonical(nib.load(str(path)))
+    return np.asarray(image.dataobj, dtype=dtype), image.affine
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
