@@ -18,6 +18,7 @@ __all__ = [
     "body_length_mm",
     "body_slices",
     "spacing_from_affine",
+    "coordinate_grid",
 ]
 
 # Paper (arXiv 2505.22489): scan length in 2 mm slices = 146.629 * height_m + 110.419.
@@ -48,6 +49,26 @@ def ras_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float])
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size (mm) along each array axis."""
     return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+
+
+def coordinate_grid(
+    full_shape: tuple[int, int, int],
+    start: tuple[int, int, int] = (0, 0, 0),
+    size: tuple[int, int, int] | None = None,
+) -> np.ndarray:
+    """(3, *size) float32 x/y/z maps in [-1, 1] over ``full_shape``, cropped to a box at ``start``.
+
+    The SR stage sees these maps so a patch (training) or z-chunk (sampling) knows where
+    in the body it is; both crop the same full-volume maps, so they cannot disagree.
+    """
+    size = tuple(full_shape) if size is None else tuple(size)
+    axes = []
+    for n, s0, m in zip(full_shape, start, size):
+        if not (0 <= s0 and s0 + m <= n):
+            raise ValueError(f"crop start={start} size={size} lies outside the grid {tuple(full_shape)}")
+        full = np.linspace(-1.0, 1.0, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32)
+        axes.append(full[s0 : s0 + m])
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=0)
 
 
 @dataclass(frozen=True)
