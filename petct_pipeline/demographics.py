@@ -95,7 +95,9 @@ class Demographics:
             return 1.0 if self.is_male else 0.0
         if name in ("age", "weight", "height", "height_m", "bmi", "bsa"):
             return float(getattr(self, name))
-        raise ValueError(f"unknown demographic quantity {name!r}; allowed: age, sex, weight, height, height_m, bmi, bsa")
+        raise ValueError(
+            f"unknown demographic quantity {name!r}; allowed: age, sex, weight, height, height_m, bmi, bsa"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "bmi": round(self.bmi, 3), "bsa": round(self.bsa, 4)}
