@@ -3,5 +3,15 @@
 __version__ = "0.1.0"
 
 from .demographics import Demographics
+from .models import DemographicEncoder, PETCTUNet3DModel
+from .pipeline_output import PETCTPipelineOutput
+from .pipeline_petct import PETCTPipeline
 
-__all__ = ["__version__", "Demographics"]
+__all__ = [
+    "__version__",
+    "Demographics",
+    "DemographicEncoder",
+    "PETCTUNet3DModel",
+    "PETCTPipeline",
+    "PETCTPipelineOutput",
+]

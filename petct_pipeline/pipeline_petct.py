@@ -32,7 +32,7 @@ from .models import DemographicEncoder, PETCTUNet3DModel
 from .pipeline_output import PETCTPipelineOutput
 from .zchunks import blend_weights, plan_z_chunks
 
-__all__ = ["PETCTPipeline", "PETCTPipelineOutput"]
+__all__ = ["PETCTPipeline", "PETCTPipelineOutput", "validate_sampling_arguments"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class PETCTPipeline(DiffusionPipeline):
         scheduler: EDMScheduler,
         sr_unet: PETCTUNet3DModel,
         sr_scheduler: EDMScheduler,
-        base_shape: Sequence[int] = (28, 28, 48),
+        base_shape: list[int] = (28, 28, 48),
         base_spacing: float = 16.0,
         sr_scale: int = 4,
         sr_noise_level: float = 0.02,
@@ -133,17 +133,7 @@ class PETCTPipeline(DiffusionPipeline):
         generator: Any,
         batch_size: int,
     ) -> None:
-        for name, value in (
-            ("num_inference_steps", num_inference_steps),
-            ("sr_num_inference_steps", sr_num_inference_steps),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_STEPS:
-                raise ValueError(f"{name} must be an integer in [1, {_MAX_STEPS}], got {value!r}")
-        for name, value, high in (("guidance_scale", guidance_scale, 20.0), ("sr_noise_level", sr_noise_level, 1.0)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
-            if not 0.0 <= value <= high:
-                raise ValueError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
+        validate_sampling_arguments(num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level)
         factor = self._downsampling_factor(self.sr_unet)
         if isinstance(sr_chunk_size, bool) or not isinstance(sr_chunk_size, int) or sr_chunk_size < factor:
             raise ValueError(f"sr_chunk_size must be an integer >= {factor}, got {sr_chunk_size!r}")
@@ -166,12 +156,12 @@ class PETCTPipeline(DiffusionPipeline):
         self,
         demographics: Demographics | dict | Sequence[Demographics | dict],
         num_inference_steps: int = 32,
-        sr_num_inference_steps: int = 16,
+        sr_num_inference_steps: int = 8,
         guidance_scale: float = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         sr_noise_level: float | None = None,
-        sr_chunk_size: int = 64,
-        sr_chunk_overlap: int = 16,
+        sr_chunk_size: int = 96,
+        sr_chunk_overlap: int = 8,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
@@ -360,8 +350,25 @@ class PETCTPipeline(DiffusionPipeline):
         kwargs.setdefault("use_safetensors", True)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         pipe._petct_model_id = str(pretrained_model_name_or_path)
-        pipe._petct_revision = kwargs.get("revision")
+        pipe._petct_revision = kwargs.get("revision") or _resolved_commit(pretrained_model_name_or_path, kwargs)
         return pipe
+
+
+def validate_sampling_arguments(
+    num_inference_steps: int, sr_num_inference_steps: int, guidance_scale: float, sr_noise_level: float
+) -> None:
+    """Checks that need no model, so the CLI can reject bad flags before loading weights."""
+    for name, value in (
+        ("num_inference_steps", num_inference_steps),
+        ("sr_num_inference_steps", sr_num_inference_steps),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_STEPS:
+            raise ValueError(f"{name} must be an integer in [1, {_MAX_STEPS}], got {value!r}")
+    for name, value, high in (("guidance_scale", guidance_scale, 20.0), ("sr_noise_level", sr_noise_level, 1.0)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
+        if not 0.0 <= value <= high:
+            raise ValueError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
 
 
 class _StepCounter:
@@ -381,6 +388,17 @@ class _StepCounter:
         kwargs["stage"] = stage
         result = self.callback(pipe, step, t, kwargs) or {}
         return result.get("latents", latents)
+
+
+def _resolved_commit(name_or_path: str | Path, kwargs: dict[str, Any]) -> str | None:
+    """The hub commit a repo id resolved to (read from the local cache), for the sidecar."""
+    if Path(name_or_path).is_dir():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(str(name_or_path), "model_index.json", cache_dir=kwargs.get("cache_dir"))
+    match = _COMMIT_IN_PATH.search(str(cached)) if isinstance(cached, str) else None
+    return match.group(1) if match else None
 
 
 def _first(generator: torch.Generator | list[torch.Generator] | None) -> torch.Generator | None:

@@ -82,12 +82,21 @@ def _call_kwargs(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+    from diffusers.utils import logging as diffusers_logging
 
-    from ..pipeline_petct import PETCTPipeline
+    from ..pipeline_petct import PETCTPipeline, validate_sampling_arguments
 
     subjects = _subjects(args)  # validate every row before any expensive work
-    _check_writable(args.out)
     call_kwargs = _call_kwargs(args)
+    validate_sampling_arguments(
+        call_kwargs.get("num_inference_steps", 1),
+        call_kwargs.get("sr_num_inference_steps", 1),
+        call_kwargs.get("guidance_scale", 1.0),
+        0.0,
+    )
+    _check_writable(args.out)
+    if not args.verbose:
+        diffusers_logging.disable_progress_bar()
     model = args.model or default_model()
     try:
         device = torch.device(args.device)
