@@ -1,0 +1,253 @@
+"""Per-stage cost of the cascade: NFE, wall time, peak memory, parameters, FLOPs per evaluation.
+
+Two configurations: the shipped default pipeline (timed end to end, stage by stage) and
+the paper's size (64 base channels, multipliers [1, 2, 3, 4], 3 blocks per level; stage 1
+at 56 x 56 x 96, SR at 2 mm on a 224 x 224 x 384 grid in z-chunks of 96). A full paper-size
+run does not fit a 2-core CPU's time budget, so for it we time ``--paper-nfe`` network
+evaluations per stage and report total = NFE x measured time per evaluation (labelled
+"extrapolated"). Each measurement runs in a fresh process so peak RSS belongs to it.
+A sweep over body heights shows SR peak memory staying flat as the body gets longer.
+
+    python benchmarks/bench_pipeline.py                  # CPU, both configs, JSON + Markdown
+    python benchmarks/bench_pipeline.py --device cuda    # adds GPU figures when one is present
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parent
+PAPER_UNET = {
+    "block_out_channels": (64, 128, 192, 256),
+    "layers_per_block": 3,
+    "attention_levels": (False, False, False, True),  # 56x56x96 / 8 = 7x7x12 <= 16^3 tokens
+    "attention_head_dim": 64,
+    "norm_num_groups": 32,
+}
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def _flops(model: torch.nn.Module, inputs: dict[str, Any]) -> int:
+    """FLOPs of one evaluation, counted on the meta device (no compute, exact shapes)."""
+    meta_model = type(model).from_config(model.config).to("meta")
+    meta_inputs = {k: v.to("meta") if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta_model(**meta_inputs)
+    return int(counter.get_total_flops())
+
+
+def _unet_inputs(model, shape: tuple[int, ...], device: torch.device) -> dict[str, Any]:
+    batch = shape[0]
+    inputs: dict[str, Any] = {"sample": torch.randn(shape, device=device), "timestep": torch.tensor(0.1, device=device)}
+    if model.config.conditioning_channels:
+        inputs["conditioning"] = torch.randn(batch, model.config.conditioning_channels, *shape[2:], device=device)
+    if model.config.embedding_dim:
+        inputs["encoder_embedding"] = torch.randn(batch, model.config.embedding_dim, device=device)
+    return inputs
+
+
+# ----------------------------------------------------------------------------- workers (fresh processes)
+def _shipped_stage(queue: mp.Queue, model_path: str, stage: str, device: str, height: float, steps: dict) -> None:
+    from petct_pipeline import Demographics, PETCTPipeline
+
+    torch.set_grad_enabled(False)
+    device_ = torch.device(device)
+    pipe = PETCTPipeline.from_pretrained(model_path).to(device_)
+    pipe.set_progress_bar_config(disable=True)
+    subject = Demographics(age=60, sex="M", weight=80, height=height)
+    generator = torch.Generator().manual_seed(0)
+    calls = {"unet": 0, "sr_unet": 0}
+    for name in calls:
+        module = getattr(pipe, name)
+        original = module.forward
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        module.forward = counted
+    start = time.perf_counter()
+    if stage == "base":
+        pipe._sample_base([subject], steps["base"], 1.0, generator, _NoCallback())
+        nfe, network = calls["unet"], pipe.unet
+        shape = (1, 2, *pipe.base_shape)
+    else:
+        low = torch.zeros(1, 2, *pipe.base_shape, device=device_)
+        pipe._sample_super_resolution(low, subject, steps["sr"], 0.02, 96, 8, generator, _NoCallback())
+        nfe, network = calls["sr_unet"], pipe.sr_unet
+        shape = (1, 2, *pipe.output_shape[:2], min(96, pipe.output_shape[2]))
+    if device_.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    queue.put(
+        {
+            "config": "shipped",
+            "stage": stage,
+            "height_cm": height,
+            "steps": steps[stage],
+            "nfe": nfe,
+            "wall_s": round(wall, 3),
+            "peak_memory_mb": round(_peak_memory_mb(device_), 1),
+            "parameters_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 3),
+            "gflops_per_nfe": round(_flops(network, _unet_inputs(network, shape, torch.device("cpu"))) / 1e9, 2),
+            "network_input": list(shape),
+        }
+    )
+
+
+def _paper_stage(queue: mp.Queue, stage: str, device: str, steps: int, measured_nfe: int, sr_timed_z: int) -> None:
+    from petct_pipeline import PETCTUNet3DModel
+
+    torch.set_grad_enabled(False)
+    device_ = torch.device(device)
+    if stage == "base":
+        model = PETCTUNet3DModel(**PAPER_UNET, embedding_dim=128)
+        shape, evaluations_per_step = (1, 2, 56, 56, 96), 2  # Heun: ~2 evaluations per step
+        chunks = 1
+    else:
+        # full-width chunks make the coarsest level 28x28x12 > 16^3 tokens: no attention in SR
+        sr_config = {**PAPER_UNET, "attention_levels": (False,) * 4, "mid_attention": False}
+        model = PETCTUNet3DModel(**sr_config, conditioning_channels=5)
+        shape, evaluations_per_step = (1, 2, 224, 224, 96), 2
+        chunks = 5  # 384 slices in chunks of 96 with 8 overlap -> 5 chunks
+    model = model.to(device_).eval()
+    flops = _flops(model, _unet_inputs(model, shape, torch.device("cpu")))
+    # a 96-slice SR chunk at 64 channels needs many GB on CPU; time a thinner slab and scale by voxels
+    timed_shape = shape if stage == "base" else (*shape[:4], min(sr_timed_z, shape[4]))
+    voxel_ratio = shape[4] / timed_shape[4]
+    inputs = _unet_inputs(model, timed_shape, device_)
+    model(**inputs)  # warm-up
+    if device_.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(measured_nfe):
+        model(**inputs)
+    if device_.type == "cuda":
+        torch.cuda.synchronize()
+    per_eval = (time.perf_counter() - start) / measured_nfe * voxel_ratio
+    nfe = (evaluations_per_step * steps - 1) * chunks
+    queue.put(
+        {
+            "config": "paper",
+            "stage": stage,
+            "steps": steps,
+            "nfe": nfe,
+            "wall_s": round(per_eval * nfe, 1),
+            "wall_is": f"extrapolated: NFE x {per_eval:.2f} s per evaluation, timed {measured_nfe}x on "
+            f"{'x'.join(map(str, timed_shape))}" + (f", scaled x{voxel_ratio:g} by voxels" if voxel_ratio != 1 else ""),
+            "peak_memory_mb": round(_peak_memory_mb(device_), 1),
+            "peak_memory_input": list(timed_shape),
+            "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+            "gflops_per_nfe": round(flops / 1e9, 1),
+            "network_input": list(shape),
+        }
+    )
+
+
+class _NoCallback:
+    def __call__(self, pipe, t, latents, stage):
+        return latents
+
+
+def _in_fresh_process(target, *args) -> dict[str, Any]:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(queue, *args))
+    process.start()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty: keep waiting while the worker lives
+            if not process.is_alive():
+                message = f"benchmark worker {target.__name__}{args} failed (exit {process.exitcode})"
+                raise RuntimeError(message) from None
+    process.join()
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+def _markdown(results: list[dict[str, Any]], device: str) -> str:
+    lines = [
+        f"### Pipeline ({device}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads)",
+        "",
+        "| config | stage | height cm | steps | NFE | wall s | peak MB | params M | GFLOPs/NFE | network input |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        wall = f"{r['wall_s']}" + (" (extrapolated)" if "wall_is" in r else "")
+        network_input = "x".join(map(str, r["network_input"]))
+        lines.append(
+            f"| {r['config']} | {r['stage']} | {r.get('height_cm', '-')} | {r['steps']} | {r['nfe']} | {wall} | "
+            f"{r['peak_memory_mb']} | {r['parameters_m']} | {r['gflops_per_nfe']} | {network_input} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="pipeline folder (default: shipped checkpoint)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: pipeline default)")
+    parser.add_argument("--sr-steps", type=int, default=None, help="SR steps (default: pipeline default)")
+    parser.add_argument("--heights", type=float, nargs="+", default=[150.0, 175.0, 200.0])
+    parser.add_argument("--paper-steps", type=int, default=100, help="paper: Heun steps per stage")
+    parser.add_argument("--paper-nfe", type=int, default=1, help="paper: evaluations actually timed per stage")
+    parser.add_argument("--paper-sr-z", type=int, default=None,
+                        help="paper SR: slices actually timed per chunk (default 96 on GPU, 16 on CPU)")
+    parser.add_argument("--skip-paper", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args(argv)
+
+    import inspect
+
+    from petct_pipeline import PETCTPipeline
+    from petct_pipeline.checkpoints import default_model
+
+    defaults = inspect.signature(PETCTPipeline.__call__).parameters
+    steps = {
+        "base": args.steps or defaults["num_inference_steps"].default,
+        "sr": args.sr_steps or defaults["sr_num_inference_steps"].default,
+    }
+    model = args.model or default_model()
+    results = [_in_fresh_process(_shipped_stage, model, "base", args.device, 175.0, steps)]
+    for height in args.heights:  # SR memory must stay flat as the body gets longer
+        results.append(_in_fresh_process(_shipped_stage, model, "sr", args.device, height, steps))
+        print(json.dumps(results[-1]), flush=True)
+    if not args.skip_paper:
+        for stage in ("base", "sr"):
+            sr_z = args.paper_sr_z or (96 if torch.device(args.device).type == "cuda" else 16)
+            results.append(
+                _in_fresh_process(_paper_stage, stage, args.device, args.paper_steps, args.paper_nfe, sr_z)
+            )
+            print(json.dumps(results[-1]), flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"pipeline_{torch.device(args.device).type}"
+    payload = {"device": args.device, "torch": torch.__version__, "python": sys.version.split()[0], "results": results}
+    (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    table = _markdown(results, args.device)
+    (args.out / f"{name}.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
