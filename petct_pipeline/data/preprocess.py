@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,18 +159,26 @@ class PreprocessedStudy:
 # ---------------------------------------------------------------------------------- loading
 
 
+def _load(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """load_nifti (canonical RAS) with a message naming the file when it is truncated or corrupt."""
+    try:
+        return load_nifti(path, dtype=dtype)
+    except (EOFError, OSError, zlib.error, ValueError) as error:
+        raise ValueError(f"cannot read {path.name} (truncated or corrupt?): {type(error).__name__}: {error}") from None
+
+
 def load_study_images(
     study: StudyRecord, ct_source: str = "auto", include_organs: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, dict[str, str]]:
     """(CT in HU, SUV, organ labels or None, PET-grid affine, sources) on the PET grid, canonical RAS."""
     sources: dict[str, str] = {}
     if study.suv is not None:
-        suv, affine = load_nifti(study.suv)
+        suv, affine = _load(study.suv)
         sources["pet"] = "SUV"
     elif study.pet is not None:
         if study.injected_dose_bq is None or study.uptake_time_s is None:
             raise ValueError("PET in Bq/mL needs injected_dose_bq and uptake_time_s to become SUV")
-        activity, affine = load_nifti(study.pet)
+        activity, affine = _load(study.pet)
         suv = activity_to_suv(activity, study.injected_dose_bq, study.uptake_time_s, study.demographics.weight)
         sources["pet"] = "PET (Bq/mL) -> SUV"
     else:
@@ -183,7 +193,7 @@ def load_study_images(
         ct_path = study.ctres or study.ct
     if ct_path is None:
         raise ValueError(f"ct_source={ct_source!r} but the study has no such CT file")
-    ct, ct_affine = load_nifti(ct_path)
+    ct, ct_affine = _load(ct_path)
     sources["ct"] = ct_path.name
     ct = np.nan_to_num(ct, nan=AIR_HU)
     if ct.shape != suv.shape or not np.allclose(ct_affine, affine, atol=1e-3):
@@ -192,7 +202,7 @@ def load_study_images(
 
     organs = None
     if include_organs and study.organs is not None:
-        labels, label_affine = load_nifti(study.organs, dtype=np.int32)
+        labels, label_affine = _load(study.organs, dtype=np.int32)
         if labels.shape != suv.shape or not np.allclose(label_affine, affine, atol=1e-3):
             labels = resample(labels, label_affine, suv.shape, affine, order=0, cval=0)
         organs = labels
