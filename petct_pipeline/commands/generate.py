@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError:
         raise ValueError(f"--device {args.device!r} is not a torch device (e.g. cpu, cuda, cuda:0)") from None
     pipe = PETCTPipeline.from_pretrained(model).to(device)
-    pipe.set_progress_bar_config(disable=not args.verbose, leave=False)
+    # sampling progress on an interactive terminal (or with -v); quiet in pipes and logs
+    pipe.set_progress_bar_config(disable=not (args.verbose or sys.stderr.isatty()), leave=False)
 
     written = []
     for subject_id, demographics, seed in subjects:
