@@ -1,0 +1,1 @@
+"""Training scripts for the petct-diffusion cascade (run ``training/train.py``; see docs)."""

@@ -1,0 +1,74 @@
+"""EDM training objective (Karras et al. 2022) expressed through a diffusers EDM scheduler.
+
+The scheduler that samples (EDMEulerScheduler / EDMDPMSolverMultistepScheduler) owns the
+preconditioning: ``precondition_inputs`` (c_in), ``precondition_noise`` (c_noise, the
+network's timestep) and ``precondition_outputs`` (c_skip, c_out). Training calls the same
+three methods, so training and sampling cannot disagree about them.
+
+    sigma ~ exp(N(P_mean, P_std^2))
+    D(x + n; sigma) = c_skip x_noisy + c_out F(c_in x_noisy, c_noise)
+    loss = lambda(sigma) || D - x ||^2,  lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["EDMLossConfig", "edm_loss", "make_generator"]
+
+
+@dataclass(frozen=True)
+class EDMLossConfig:
+    P_mean: float = -1.2
+    P_std: float = 1.2
+
+    def __post_init__(self) -> None:
+        for name in ("P_mean", "P_std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"loss.{name} must be a finite number, got {value!r}")
+        if self.P_std <= 0:
+            raise ValueError(f"loss.P_std must be > 0, got {self.P_std!r}")
+
+    @classmethod
+    def from_mapping(cls, values: dict | None) -> EDMLossConfig:
+        values = dict(values or {})
+        unknown = sorted(set(values) - {"P_mean", "P_std"})
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in loss; allowed: ['P_mean', 'P_std']")
+        return cls(**values)
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    generator = torch.Generator(device=device if device.type == "cuda" else "cpu")
+    generator.manual_seed(int(seed) % (2**63 - 1))
+    return generator
+
+
+def edm_loss(
+    denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scheduler,
+    clean: torch.Tensor,
+    generator: torch.Generator,
+    loss_config: EDMLossConfig,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """EDM loss of ``denoiser(model_input, c_noise) -> raw output F`` on a clean batch (B, C, X, Y, Z)."""
+    batch = clean.shape[0]
+    device = clean.device
+    normal = torch.randn(batch, generator=generator, device=generator.device).to(device)
+    sigma = torch.exp(normal * loss_config.P_std + loss_config.P_mean)
+    sigma_b = sigma.view(batch, *([1] * (clean.ndim - 1)))
+    noise = torch.randn(clean.shape, generator=generator, device=generator.device).to(device)
+    noisy = clean + noise * sigma_b
+    model_input = scheduler.precondition_inputs(noisy, sigma_b)
+    c_noise = scheduler.precondition_noise(sigma)
+    raw = denoiser(model_input, c_noise)
+    denoised = scheduler.precondition_outputs(noisy, raw.float(), sigma_b)
+    sigma_data = float(scheduler.config.sigma_data)
+    weight = (sigma_b**2 + sigma_data**2) / (sigma_b * sigma_data) ** 2
+    loss = (weight * (denoised - clean) ** 2).mean()
+    return loss, {"sigma_mean": float(sigma.mean()), "sigma_min": float(sigma.min()), "sigma_max": float(sigma.max())}

@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""Combine a trained base stage and SR stage into one PETCTPipeline folder (save_pretrained, safetensors).
+
+    python training/export.py --base runs/base --sr runs/sr --out checkpoints/my-pipeline
+
+The demographic encoder, UNet and scheduler come from the base stage's output folder,
+the SR UNet and scheduler from the SR stage's; both hold EMA weights. The pipeline's
+geometry (base grid, SR scale, SR noise level) comes from the stages' ``stage.json``,
+which is checked for consistency (the SR stage must have been trained on the base
+stage's grid). The folder is assembled under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+__all__ = ["export_pipeline", "main"]
+
+EDM_SCHEDULERS = ("EDMDPMSolverMultistepScheduler", "EDMEulerScheduler")
+FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def _stage_info(folder: Path, expected: str) -> dict[str, Any]:
+    path = folder / "stage.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a finished training output: no stage.json (train it to the end)")
+    info = json.loads(path.read_text())
+    if info.get("stage") != expected:
+        raise ValueError(f"{folder} holds stage {info.get('stage')!r}, expected {expected!r}")
+    return info
+
+
+def _scheduler(folder: Path):
+    import diffusers
+
+    config = json.loads((folder / "scheduler_config.json").read_text())
+    name = config.get("_class_name")
+    if name not in EDM_SCHEDULERS:
+        raise ValueError(f"{folder}: scheduler {name!r} is not one of {EDM_SCHEDULERS}")
+    return getattr(diffusers, name).from_pretrained(folder)
+
+
+def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Build and save the pipeline; returns ``out_dir``."""
+    from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
+    from petct_pipeline.pipeline_petct import PETCTPipeline
+
+    base_dir, sr_dir, out_dir = Path(base_dir), Path(sr_dir), Path(out_dir)
+    base, sr = _stage_info(base_dir, "base"), _stage_info(sr_dir, "sr")
+    base_grid = {"spacing": float(base["grid"]["spacing"]), "shape": list(base["grid"]["shape"])}
+    sr_base_grid = {"spacing": float(sr["base_grid"]["spacing"]), "shape": list(sr["base_grid"]["shape"])}
+    if base_grid != sr_base_grid:
+        raise ValueError(f"the SR stage was trained on base grid {sr_base_grid}, but the base stage uses {base_grid}")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"--out {out_dir} exists and is not empty (pass --overwrite to replace it)")
+
+    pipe = PETCTPipeline(
+        demographic_encoder=DemographicEncoder.from_pretrained(base_dir / "demographic_encoder", use_safetensors=True),
+        unet=PETCTUNet3DModel.from_pretrained(base_dir / "unet", use_safetensors=True),
+        scheduler=_scheduler(base_dir / "scheduler"),
+        sr_unet=PETCTUNet3DModel.from_pretrained(sr_dir / "sr_unet", use_safetensors=True),
+        sr_scheduler=_scheduler(sr_dir / "sr_scheduler"),
+        base_shape=base_grid["shape"],
+        base_spacing=base_grid["spacing"],
+        sr_scale=int(sr["scale"]),
+        sr_noise_level=float(sr["noise_augmentation"]),
+    )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        pipe.save_pretrained(staging, safe_serialization=True)
+        provenance = {
+            "base": {k: base.get(k) for k in ("config_name", "global_step", "world_size", "grid", "data", "seed")},
+            "sr": {k: sr.get(k) for k in ("config_name", "global_step", "world_size", "grid", "scale", "patch_size",
+                                          "noise_augmentation", "sigma_data", "seed")},
+        }
+        (staging / "training_provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        unsafe = [p.name for p in staging.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
+        if unsafe:
+            raise RuntimeError(f"refusing to export pickled weights: {unsafe}")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=Path, required=True, help="output folder of `train.py --stage base`")
+    parser.add_argument("--sr", type=Path, required=True, help="output folder of `train.py --stage sr`")
+    parser.add_argument("--out", type=Path, required=True, help="pipeline folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    args = parser.parse_args(argv)
+    try:
+        out = export_pipeline(args.base, args.sr, args.out, overwrite=args.overwrite)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+        print(f"export.py: error: {error}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""One module per training stage; ``training/train.py --stage NAME`` imports ``training.stages.NAME``.
+
+A stage module defines a :class:`Stage` subclass and exposes it as ``STAGE``. The
+generic loop in train.py owns everything else (accelerate, optimiser, EMA, checkpoints,
+resume, logging); a stage only says what its data, model, loss, validation images and
+saved components are. Adding a stage (e.g. ``seg`` for an organ segmenter) means adding
+``training/stages/seg.py`` with ``STAGE = SegStage`` and a ``seg:`` section in the config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch.utils.data import Dataset
+
+from petct_pipeline.data.cache import CacheIndex, build_cache
+from petct_pipeline.data.preprocess import PreprocessConfig
+from petct_pipeline.data.study import ScanResult
+
+__all__ = ["Stage", "get_stage", "available_stages", "build_scheduler", "EDM_SCHEDULERS"]
+
+logger = logging.getLogger(__name__)
+
+EDM_SCHEDULERS = ("EDMDPMSolverMultistepScheduler", "EDMEulerScheduler")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def available_stages() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def get_stage(name: str) -> type[Stage]:
+    """The Stage class of ``training/stages/<name>.py``; ValueError naming the available stages."""
+    stages = available_stages()
+    if not isinstance(name, str) or not _NAME.match(name) or name not in stages:
+        raise ValueError(f"stage must be one of {stages}, got {name!r}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    stage = getattr(module, "STAGE", None)
+    if stage is None or not (isinstance(stage, type) and issubclass(stage, Stage)):
+        raise TypeError(f"training/stages/{name}.py must define STAGE = <a Stage subclass>")
+    return stage
+
+
+def build_scheduler(spec: dict[str, Any] | None, where: str):
+    """A diffusers EDM scheduler from ``{"class": name, **kwargs}`` (default EDMDPMSolverMultistepScheduler)."""
+    import diffusers
+
+    spec = dict(spec or {})
+    name = spec.pop("class", "EDMDPMSolverMultistepScheduler")
+    if name not in EDM_SCHEDULERS:
+        raise ValueError(f"{where}.scheduler.class must be one of {EDM_SCHEDULERS}, got {name!r}")
+    cls = getattr(diffusers, name)
+    import inspect
+
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}.scheduler for {name}; allowed: {sorted(allowed)}")
+    return cls(**spec)
+
+
+class Stage(ABC):
+    """What differs between stages. ``self.section`` is the config section named like the stage."""
+
+    name: ClassVar[str]
+    section_keys: ClassVar[tuple[str, ...]]
+    #: names of the saved component folders, for stage.json and export
+    components: ClassVar[tuple[str, ...]]
+
+    def __init__(self, config: dict[str, Any], accelerator) -> None:
+        if self.name not in config or not isinstance(config[self.name], dict):
+            raise ValueError(f"config {config.get('_path', '')} has no '{self.name}:' section for --stage {self.name}")
+        from ..config import check_keys
+
+        self.config = config
+        self.section = config[self.name]
+        check_keys(self.section, self.section_keys, self.name)
+        self.accelerator = accelerator
+        self.data_info: dict[str, Any] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def preprocess_config(self, grid: dict[str, Any]) -> PreprocessConfig:
+        """The cache configuration for a grid ``{spacing, shape}`` plus the shared ``data.preprocess`` options."""
+        from ..config import check_keys
+
+        check_keys(grid, ("spacing", "shape"), f"{self.name} grid")
+        return PreprocessConfig.from_mapping({**self.config["data"].get("preprocess", {}), **grid})
+
+    def cache(self, scan: ScanResult, cache_root: Path, grid: dict[str, Any], num_workers: int) -> CacheIndex:
+        index = build_cache(
+            scan, cache_root, self.preprocess_config(grid), num_workers=num_workers,
+            progress=self.accelerator.is_local_main_process,
+        )
+        self.data_info.setdefault("caches", []).append(str(index.directory))
+        self.data_info["studies"] = len(index)
+        self.data_info["skipped"] = index.skipped
+        return index
+
+    @abstractmethod
+    def build_dataset(self, scan: ScanResult, cache_root: Path, num_workers: int) -> Dataset:
+        """A map-style dataset indexed by ``(index, item_seed)`` tuples (see step_sampler.py)."""
+
+    @abstractmethod
+    def build_model(self) -> torch.nn.Module:
+        """The trainable module (all parameters the optimiser and EMA see), freshly initialised."""
+
+    @abstractmethod
+    def loss(self, model: torch.nn.Module, batch: dict[str, Any], generator: torch.Generator
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one micro-batch; ``model`` is the prepared (possibly DDP-wrapped) module."""
+
+    def enable_gradient_checkpointing(self, model: torch.nn.Module) -> None:
+        for module in model.modules():
+            if getattr(module, "_supports_gradient_checkpointing", False):
+                module.enable_gradient_checkpointing()
+
+    def validate(self, model: torch.nn.Module, step: int, out_dir: Path) -> Path | None:
+        """Save validation images for ``model`` (unwrapped, EMA weights); return the file or None."""
+        return None
+
+    @abstractmethod
+    def save_final(self, model: torch.nn.Module, out_dir: Path) -> dict[str, Any]:
+        """save_pretrained the components into ``out_dir``; return stage facts for stage.json."""

@@ -1,0 +1,424 @@
+#!/usr/bin/env python
+"""Train one stage of the petct-diffusion cascade with Hugging Face Accelerate.
+
+    accelerate launch training/train.py --config training/configs/phantom_demo.yaml \\
+        --stage base --data_dir DATA --output_dir runs/base [--max_train_steps N] \\
+        [--resume_from_checkpoint latest|PATH]
+
+Two real CPU ranks (plain ``--cpu --num_processes 2`` silently starts one process):
+
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \\
+        --main_process_port 0 training/train.py ...
+
+The data folder (AutoPET or nnU-Net layout) is scanned, preprocessed once into a cache
+keyed by the preprocessing config (``--cache_dir``, default OUTPUT/cache), and read
+from there. Output::
+
+    OUTPUT/checkpoints/checkpoint-<step>/   accelerate state (model, optimiser, lr, RNG, EMA, step)
+                                            + petct_state.json (step, world size, state fingerprints)
+    OUTPUT/<component>/                     EMA weights, save_pretrained (safetensors), at the end
+    OUTPUT/stage.json                       what export.py needs: stage, grid, steps, data summary
+    OUTPUT/train_log.json, logs/loss.jsonl  world size, runs, resumes; loss every log_steps
+    OUTPUT/validation/*.png                 samples every validation_steps and at the end
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `training` and `petct_pipeline` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from training.config import TrainingOptions, load_config, training_options  # noqa: E402
+from training.edm import make_generator  # noqa: E402
+from training.stages import available_stages, get_stage  # noqa: E402
+from training.step_sampler import StepBatchSampler, item_seed  # noqa: E402
+
+logger = logging.getLogger("petct.train")
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "petct_state.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="YAML/JSON config (training/configs/)")
+    parser.add_argument("--stage", required=True, help=f"stage to train: {', '.join(available_stages())}")
+    parser.add_argument("--data_dir", type=Path, required=True, help="AutoPET- or nnU-Net-layout data folder")
+    parser.add_argument("--output_dir", type=Path, required=True, help="checkpoints, weights and logs go here")
+    parser.add_argument("--max_train_steps", type=int, default=None, help="override training.max_train_steps")
+    parser.add_argument("--resume_from_checkpoint", default=None,
+                        help="'latest' (newest in OUTPUT/checkpoints; fresh start if none) or a checkpoint folder")
+    parser.add_argument("--cache_dir", type=Path, default=None,
+                        help="preprocessing cache root (default OUTPUT/cache); share it between stages")
+    parser.add_argument("--demographics_csv", type=Path, default=None,
+                        help="weight/height table (default: data.demographics_csv or DATA/demographics.csv)")
+    parser.add_argument("--checkpointing_steps", type=int, default=None, help="override training.checkpointing_steps")
+    parser.add_argument("--validation_steps", type=int, default=None, help="override training.validation_steps")
+    parser.add_argument("--mixed_precision", choices=("auto", "no", "fp16", "bf16"), default=None,
+                        help="override training.mixed_precision")
+    parser.add_argument("--preprocess_workers", type=int, default=None, help="override data.preprocess_workers")
+    parser.add_argument("--seed", type=int, default=None, help="override the config seed")
+    return parser.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def fingerprint(tensors: Any) -> str:
+    """sha256 over every tensor in a nested state (dicts in key order, lists in order); floats/ints included."""
+    digest = hashlib.sha256()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                digest.update(str(key).encode())
+                visit(value[key])
+        elif isinstance(value, list | tuple):
+            for item in value:
+                visit(item)
+        elif isinstance(value, int | float | bool | str) or value is None:
+            digest.update(repr(value).encode())
+
+    visit(tensors)
+    return digest.hexdigest()
+
+
+def state_fingerprints(model: torch.nn.Module, optimizer, ema) -> dict[str, str]:
+    optimizer_state = optimizer.state_dict()
+    return {
+        "model_sha256": fingerprint(list(model.parameters())),
+        "optimizer_sha256": fingerprint(optimizer_state["state"]),
+        "ema_sha256": fingerprint(ema.state_dict()),
+    }
+
+
+def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    folder = output_dir / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return sorted(found)
+
+
+class TrainState:
+    """Counters saved in every checkpoint (registered with accelerate)."""
+
+    def __init__(self) -> None:
+        self.global_step = 0
+        self.samples_seen = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"global_step": self.global_step, "samples_seen": self.samples_seen}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.global_step = int(state["global_step"])
+        self.samples_seen = int(state["samples_seen"])
+
+
+def _append_json_run(path: Path, run: dict[str, Any]) -> None:
+    from petct_pipeline.io import write_json
+
+    data = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    data["runs"].append(run)
+    data.update({k: run[k] for k in ("stage", "world_size", "distributed_type")})
+    write_json(data, path)
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    from petct_pipeline.data.scan import scan_dataset
+    from petct_pipeline.io import write_json
+
+    config = load_config(args.config)
+    stage_cls = get_stage(args.stage)
+    options: TrainingOptions = training_options(config, args.stage)
+    for name in ("max_train_steps", "checkpointing_steps", "validation_steps", "mixed_precision"):
+        if getattr(args, name) is not None:
+            setattr(options, name, getattr(args, name))
+    options.__post_init__()
+    seed = int(args.seed if args.seed is not None else config["seed"])
+    output_dir = args.output_dir.resolve()
+    cache_root = (args.cache_dir or output_dir / "cache").resolve()
+
+    project = ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs"),
+                                   total_limit=options.checkpoints_total_limit)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        mixed_precision=resolve_mixed_precision(options.mixed_precision),
+        log_with=None if options.report_to == "none" else options.report_to,
+        project_config=project,
+    )
+    logging.basicConfig(
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+        format=f"%(asctime)s [rank {accelerator.process_index}] %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    world = accelerator.num_processes
+    logger.info(
+        "world size %d (%s, device %s, mixed precision %s); stage %s, config %s",
+        world, accelerator.distributed_type, accelerator.device, accelerator.mixed_precision, args.stage, args.config,
+    )
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(seed)  # identical initial weights on every rank
+
+    stage = stage_cls(config, accelerator)
+    data_config = config["data"]
+    demographics_csv = args.demographics_csv or data_config.get("demographics_csv")
+    workers = args.preprocess_workers if args.preprocess_workers is not None else data_config["preprocess_workers"]
+    with accelerator.main_process_first():  # rank 0 builds the cache, the others then find it up to date
+        scan = scan_dataset(args.data_dir, demographics_csv=demographics_csv, layout=data_config["layout"],
+                            verify=data_config["verify"])
+        dataset = stage.build_dataset(scan, cache_root, workers if accelerator.is_main_process else 0)
+    if scan.skipped:
+        logger.warning("%d studies skipped (listed in the cache index and train_log.json):\n%s",
+                       len(scan.skipped), scan.summary_text())
+    logger.info("%d training samples", len(dataset))
+
+    model = stage.build_model()
+    if options.gradient_checkpointing:
+        stage.enable_gradient_checkpointing(model)
+    ema = EMAModel(
+        model.parameters(), decay=options.ema.decay, use_ema_warmup=options.ema.use_warmup,
+        power=options.ema.power, inv_gamma=options.ema.inv_gamma, update_after_step=options.ema.update_after_step,
+    )
+    learning_rate = options.learning_rate
+    if options.scale_lr:
+        learning_rate *= options.batch_size * options.gradient_accumulation_steps * world
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, betas=(options.adam_beta1, options.adam_beta2),
+        weight_decay=options.adam_weight_decay, eps=options.adam_epsilon,
+    )
+    lr_scheduler = get_scheduler(
+        options.lr_scheduler, optimizer=optimizer,
+        num_warmup_steps=options.lr_warmup_steps * world, num_training_steps=options.max_train_steps * world,
+    )
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    ema.to(accelerator.device)
+    state = TrainState()
+    accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(state)
+
+    resumed: dict[str, Any] | None = None
+    if args.resume_from_checkpoint:
+        if args.resume_from_checkpoint == "latest":
+            found = checkpoints(output_dir)
+            path = found[-1][1] if found else None
+            if path is None:
+                logger.info("no checkpoint in %s: starting from step 0", output_dir / CHECKPOINT_DIR)
+        else:
+            path = Path(args.resume_from_checkpoint)
+            if not path.is_dir():
+                raise FileNotFoundError(f"--resume_from_checkpoint {path}: no such checkpoint folder")
+        if path is not None:
+            accelerator.load_state(str(path))
+            ema.to(accelerator.device)
+            resumed = {"checkpoint": str(path), "step": state.global_step,
+                       **state_fingerprints(accelerator.unwrap_model(model), optimizer, ema)}
+            logger.info("resumed from %s at step %d", path, state.global_step)
+
+    if accelerator.is_main_process and options.report_to != "none":
+        accelerator.init_trackers(f"petct-{args.stage}", config={"stage": args.stage, **options.to_dict()})
+
+    accumulation = options.gradient_accumulation_steps
+    start_step = state.global_step
+    sampler = StepBatchSampler(len(dataset), options.batch_size, world, accelerator.process_index, seed,
+                               start=start_step * accumulation, stop=options.max_train_steps * accumulation)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=int(data_config["dataloader_num_workers"]),
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    run: dict[str, Any] = {
+        "stage": args.stage,
+        "world_size": world,
+        "distributed_type": str(accelerator.distributed_type),
+        "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision,
+        "config": str(args.config),
+        "data_dir": str(args.data_dir),
+        "start_step": start_step,
+        "max_train_steps": options.max_train_steps,
+        "batch_size_per_process": options.batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "effective_batch_size": options.batch_size * accumulation * world,
+        "samples": len(dataset),
+        "resumed": resumed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    loss_log = output_dir / "logs" / "loss.jsonl"
+    validation_dir = output_dir / "validation"
+
+    def save_checkpoint() -> Path:
+        path = output_dir / CHECKPOINT_DIR / f"checkpoint-{state.global_step}"
+        if accelerator.is_main_process and options.checkpoints_total_limit is not None:
+            existing = checkpoints(output_dir)
+            for _, old in existing[: max(0, len(existing) + 1 - options.checkpoints_total_limit)]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(path))
+        if accelerator.is_main_process:
+            write_json({"step": state.global_step, "world_size": world, "stage": args.stage,
+                        **state_fingerprints(accelerator.unwrap_model(model), optimizer, ema)}, path / STATE_FILE)
+        accelerator.wait_for_everyone()
+        logger.info("saved %s", path)
+        return path
+
+    def validate() -> None:
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            ema.store(unwrapped.parameters())
+            ema.copy_to(unwrapped.parameters())
+            unwrapped.eval()
+            try:
+                image = stage.validate(unwrapped, state.global_step, validation_dir)
+                if image is not None:
+                    logger.info("validation image %s", image)
+            finally:
+                unwrapped.train()
+                ema.restore(unwrapped.parameters())
+        accelerator.wait_for_everyone()
+
+    progress = tqdm(total=options.max_train_steps, initial=start_step, desc=f"train {args.stage}",
+                    disable=not accelerator.is_local_main_process)
+    model.train()
+    last_checkpoint = start_step if resumed else -1
+    window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+    started = time.perf_counter()
+    micro_step = start_step * accumulation
+    for batch in loader:
+        generator = make_generator(accelerator.device, item_seed(seed, micro_step, accelerator.process_index, -1))
+        with accelerator.accumulate(model):
+            loss, logs = stage.loss(model, batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {state.global_step}")
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), options.max_grad_norm)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        micro_step += 1
+        window_loss += float(loss.detach())
+        window_count += 1
+        state.samples_seen += options.batch_size * world
+        if not accelerator.sync_gradients:
+            continue
+        ema.step(model.parameters())
+        state.global_step += 1
+        progress.update(1)
+        step = state.global_step
+        if step % options.log_steps == 0 or step == options.max_train_steps:
+            mean = accelerator.gather(torch.tensor([window_loss / window_count], device=accelerator.device)).mean()
+            elapsed = time.perf_counter() - window_start
+            record = {"step": step, "loss": round(float(mean), 6), "lr": lr_scheduler.get_last_lr()[0],
+                      "samples_per_s": round(window_count * options.batch_size * world / max(elapsed, 1e-9), 4),
+                      "ema_decay": round(float(ema.cur_decay_value or 0.0), 6),
+                      **{k: round(v, 5) for k, v in logs.items()}}
+            progress.set_postfix(loss=f"{record['loss']:.4f}")
+            if accelerator.is_main_process:
+                loss_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(loss_log, "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                logger.info("step %d loss %.5f lr %.3g %.3f samples/s", step, record["loss"], record["lr"],
+                            record["samples_per_s"])
+                accelerator.log({"loss": record["loss"], "lr": record["lr"]}, step=step)
+            window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+        if options.checkpointing_steps and step % options.checkpointing_steps == 0:
+            save_checkpoint()
+            last_checkpoint = step
+        if options.validation_steps and step % options.validation_steps == 0 and step != options.max_train_steps:
+            validate()
+        if step >= options.max_train_steps:
+            break
+    progress.close()
+    seconds = time.perf_counter() - started
+
+    if last_checkpoint != state.global_step:
+        save_checkpoint()
+    validate()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        ema.store(unwrapped.parameters())
+        ema.copy_to(unwrapped.parameters())
+        facts = stage.save_final(unwrapped, output_dir)
+        ema.restore(unwrapped.parameters())
+        trained = state.global_step - start_step
+        run.update({
+            "end_step": state.global_step,
+            "seconds": round(seconds, 2),
+            "samples_per_s": round(trained * options.batch_size * accumulation * world / max(seconds, 1e-9), 4),
+            "peak_memory_mb": _peak_memory_mb(accelerator.device),
+        })
+        stage_info = {
+            "stage": args.stage,
+            "components": list(stage.components),
+            "config_name": config["name"],
+            "config_path": str(args.config),
+            "seed": seed,
+            "global_step": state.global_step,
+            "world_size": world,
+            "training": options.to_dict(),
+            "data": {"data_dir": str(args.data_dir), **{k: v for k, v in stage.data_info.items() if k != "skipped"},
+                     "skipped": stage.data_info.get("skipped", [])},
+            **facts,
+        }
+        write_json(stage_info, output_dir / "stage.json")
+        run["skipped"] = len(stage.data_info.get("skipped", []))
+        _append_json_run(output_dir / "train_log.json", run)
+        logger.info("finished at step %d in %.1f s; weights in %s", state.global_step, seconds, output_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)  # Linux: KiB
+    except (ImportError, OSError):
+        return math.nan
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
