@@ -162,9 +162,14 @@ class PreprocessedStudy:
 def _load(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """load_nifti (canonical RAS) with a message naming the file when it is truncated or corrupt."""
     try:
-        return load_nifti(path, dtype=dtype)
+        array, affine = load_nifti(path, dtype=dtype)
     except (EOFError, OSError, zlib.error, ValueError) as error:
         raise ValueError(f"cannot read {path.name} (truncated or corrupt?): {type(error).__name__}: {error}") from None
+    if array.ndim == 4 and array.shape[3] == 1:  # some converters write (x, y, z, 1)
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise ValueError(f"{path.name} is not a 3D volume: shape {array.shape}")
+    return array, affine
 
 
 def load_study_images(
