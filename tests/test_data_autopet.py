@@ -139,13 +139,15 @@ def write_autopet_population(root: Path, subjects: list[dict], **study_kwargs) -
                 "File Location": f"./FDG-PET-CT-Lesions/{sid}/{study_dir.name}/{i}.000000-{series}-{i:05d}",
             })
         demo_rows.append({"subject": sid, "study": study_dir.name, "age": subject["age"], "sex": subject["sex"],
-                          "weight": subject.get("weight") or "", "height": subject.get("height") or ""})
+                          "weight": subject.get("weight") or "", "height": subject.get("height") or "",
+                          "injected_dose_bq": DOSE_BQ, "uptake_time_s": UPTAKE_S})
     with open(root / "Metadata.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METADATA_COLUMNS)
         writer.writeheader()
         writer.writerows(meta_rows)
     with open(root / "demographics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["subject", "study", "age", "sex", "weight", "height"])
+        writer = csv.DictWriter(handle, fieldnames=["subject", "study", "age", "sex", "weight", "height",
+                                                    "injected_dose_bq", "uptake_time_s"])
         writer.writeheader()
         writer.writerows(demo_rows)
     return root

@@ -1,6 +1,6 @@
 """``petct prepare``: demographics from DICOM headers, dataset checks, and the preprocessing cache.
 
-Three uses, chosen by the flags given::
+Three uses, chosen by the flags given:
 
     petct prepare --dicom-root DICOM/ --out demographics.csv
         read PatientWeight/Size/Age/Sex (+ dose, uptake time) from DICOM headers (needs pydicom)
