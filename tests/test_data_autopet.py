@@ -272,9 +272,12 @@ def test_pet_without_suv_needs_dose(tmp_path):
     root = write_autopet_population(tmp_path / "d", [{"age": 50, "sex": "F", "weight": 70.0, "height": 170.0}])
     study_dir = next((root / "PETCT_0000000000").iterdir())
     (study_dir / "SUV.nii.gz").unlink()
-    assert scan_autopet(root).studies[0].suv is None  # dose and time from acquisition.json: usable
+    assert scan_autopet(root).studies[0].suv is None  # dose and time from demographics.csv: usable
+    no_dose = root / "no_dose.csv"
+    no_dose.write_text("subject,age,sex,weight,height\nPETCT_0000000000,50,F,70,170\n")
+    assert scan_autopet(root, demographics_csv=no_dose).studies[0].injected_dose_bq == 3.147e8  # acquisition.json
     (study_dir / "acquisition.json").unlink()
-    result = scan_autopet(root)
+    result = scan_autopet(root, demographics_csv=no_dose)
     assert not result.studies and "injected_dose_bq" in result.skipped[0].reason
 
 
