@@ -1,0 +1,93 @@
+"""A cohort CSV: one subject per row with age, sex, weight, height and optional seed and id.
+
+Shared by ``petct phantom --cohort`` and ``petct generate --cohort`` so that a phantom
+"twin" can be made for every generated subject. Columns (header required, any order,
+case-insensitive): ``age`` (years), ``sex`` (M/F or male/female), ``weight`` (kg),
+``height`` (cm), optional ``seed`` (integer) and ``id`` (any text; default ``row<N>``).
+A bad row raises ``ValueError`` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .demographics import Demographics
+
+__all__ = ["CohortRow", "read_cohort", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
+
+REQUIRED_COLUMNS = ("age", "sex", "weight", "height")
+OPTIONAL_COLUMNS = ("seed", "id")
+
+
+@dataclass(frozen=True)
+class CohortRow:
+    """One cohort subject: an identifier, validated demographics and an optional seed."""
+
+    id: str
+    demographics: Demographics
+    seed: int | None = None
+
+
+def _parse_seed(text: str, where: str) -> int | None:
+    text = text.strip()
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}") from None
+    if not value.is_integer() or value < 0:
+        raise ValueError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}")
+    return int(value)
+
+
+def read_cohort(path: str | os.PathLike) -> list[CohortRow]:
+    """Read and validate a cohort CSV; see the module docstring for the columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"cohort file {str(path)!r} does not exist")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            raise ValueError(f"{path}: empty cohort file; expected a header with {', '.join(REQUIRED_COLUMNS)}")
+        columns = {name.strip().lower(): name for name in reader.fieldnames if name is not None}
+        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+        if missing:
+            raise ValueError(
+                f"{path}: line 1: missing column(s) {', '.join(missing)}; "
+                f"required: {', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})"
+            )
+        rows: list[CohortRow] = []
+        seen: set[str] = set()
+        for raw in reader:
+            line = reader.line_num
+            where = f"{path}: line {line}"
+            if all((value or "").strip() == "" for key, value in raw.items() if key is not None):
+                continue  # blank line
+            values = {key: (raw.get(columns[key]) or "").strip() for key in columns if key in columns}
+            for field in REQUIRED_COLUMNS:
+                if values.get(field, "") == "":
+                    raise ValueError(f"{where}: field {field!r} is empty")
+            parsed: dict[str, object] = {"sex": values["sex"]}
+            for field in ("age", "weight", "height"):
+                try:
+                    parsed[field] = float(values[field])
+                except ValueError:
+                    raise ValueError(f"{where}: field {field!r} must be a number, got {values[field]!r}") from None
+            try:
+                demographics = Demographics(**parsed)
+            except (ValueError, TypeError) as error:
+                field = next((name for name in REQUIRED_COLUMNS if str(error).startswith(name)), "value")
+                raise ValueError(f"{where}: field {field!r}: {error}") from None
+            seed = _parse_seed(values.get("seed", ""), where) if "seed" in values else None
+            subject_id = values.get("id", "") or f"row{len(rows) + 1}"
+            if subject_id in seen:
+                raise ValueError(f"{where}: field 'id': duplicate id {subject_id!r}")
+            seen.add(subject_id)
+            rows.append(CohortRow(id=subject_id, demographics=demographics, seed=seed))
+    if not rows:
+        raise ValueError(f"{path}: the cohort file has a header but no subjects")
+    return rows

@@ -1,0 +1,322 @@
+"""Write phantom studies in the exact AutoPET (TCIA FDG-PET-CT-Lesions, NIfTI) layout.
+
+```
+<out>/Metadata.csv                 AutoPET columns, one row per series (CT, PT, SEG)
+<out>/demographics.csv             subject, study, age, sex, weight, height, dose, uptake time
+<out>/README.txt                   states that the data are synthetic
+<out>/PETCT_<10 hex>/<MM-DD-YYYY>-NA-PET-CT Ganzkoerper  primaer mit KM-<5 digits>/
+    CT.nii.gz CTres.nii.gz PET.nii.gz SUV.nii.gz SEG.nii.gz
+    organs.nii.gz organs.json acquisition.json truth.json
+```
+
+CT.nii.gz is on the same 2 mm grid as CTres.nii.gz (AutoPET's CT has the CT's own finer
+grid; CTres is the CT resampled to the PET grid). Every file is written through
+:mod:`petct_pipeline.io` and each study is assembled in a hidden temporary folder that
+is renamed into place, so an interrupted run never leaves a half-written study.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io as _io
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ..demographics import Demographics
+from ..io import atomic_path, save_nifti, write_json
+from ..organs import LABEL_IDS
+from .population import F18_HALF_LIFE_S
+from .subject import PhantomSubject, generate_phantom
+
+__all__ = [
+    "METADATA_COLUMNS",
+    "DEMOGRAPHICS_COLUMNS",
+    "STUDY_DESCRIPTION",
+    "write_population",
+    "write_study",
+    "subject_identity",
+    "check_output_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+METADATA_COLUMNS = (
+    "Subject ID",
+    "Study UID",
+    "Study Description",
+    "Study Date",
+    "Series Description",
+    "diagnosis",
+    "age",
+    "sex",
+    "Modality",
+    "File Location",
+)
+DEMOGRAPHICS_COLUMNS = ("subject", "study", "age", "sex", "weight", "height", "injected_dose_bq", "uptake_time_s")
+STUDY_DESCRIPTION = "PET-CT Ganzkoerper  primaer mit KM"  # AutoPET's double space
+_SERIES = (
+    ("CT", "GK p.v.3.0  B31f", "CT.nii.gz"),
+    ("PT", "PET corr.", "PET.nii.gz"),
+    ("SEG", "Segmentation", "SEG.nii.gz"),
+)
+
+README = """SYNTHETIC DATA - NOT FROM PATIENTS
+
+These PET/CT studies were simulated by the petct-diffusion demographic phantom
+(petct_pipeline.phantom). They follow the layout of the AutoPET / TCIA
+FDG-PET-CT-Lesions NIfTI release so that AutoPET readers work unchanged, but every
+volume, date, identifier and UID is synthetic. Anatomy and uptake follow published
+reference values (ICRP Publication 89 organ masses, healthy-tissue FDG SUVs); see
+docs/phantom.md in the petct-diffusion repository.
+
+Per study: CT.nii.gz and CTres.nii.gz (HU, same grid), PET.nii.gz (Bq/mL at scan time),
+SUV.nii.gz (SUVbw = PET * weight_g / (dose_Bq * 2**(-uptake_time_s / 6586.2))),
+SEG.nii.gz (lesions, 1 = lesion), organs.nii.gz (TotalSegmentator "total" label ids,
+names in organs.json), acquisition.json (dose, uptake time, weight), truth.json.
+demographics.csv gives age, sex, weight (kg) and height (cm) of every subject.
+"""
+
+
+def check_output_dir(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` if needed and check that it is a writable directory (ValueError if not)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output directory {str(out)!r} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"output directory {str(out)!r} cannot be created: {error.strerror or error}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"output directory {str(out)!r} is not writable")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".petct-write-test-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"output directory {str(out)!r} is not writable: {error.strerror or error}") from None
+    return out
+
+
+def subject_identity(seed: int, index: int, d: Demographics, subject_seed: int) -> dict[str, str]:
+    """Deterministic AutoPET-style identifiers for one subject."""
+    key = f"petct-phantom|{seed}|{index}|{d.age:g}|{d.sex}|{d.weight:g}|{d.height:g}|{subject_seed}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    rng = np.random.default_rng(int(digest[:16], 16))
+    year = int(rng.integers(2002, 2021))
+    month = int(rng.integers(1, 13))
+    day = int(rng.integers(1, 29))
+    number = int(rng.integers(10000, 100000))
+    date = f"{month:02d}-{day:02d}-{year:04d}"
+    return {
+        "subject": f"PETCT_{digest[:10]}",
+        "study": f"{date}-NA-{STUDY_DESCRIPTION}-{number:05d}",
+        "study_date": date,
+        "study_uid": "2.25." + str(int(digest[16:48], 16)),
+    }
+
+
+def _age_string(age: float) -> str:
+    return f"{int(age):03d}Y"
+
+
+def write_study(subject: PhantomSubject, study_dir: Path) -> None:
+    """Write one study's files into ``study_dir`` (which is created)."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    a = subject.affine
+    ct16 = np.rint(subject.ct_hu).astype(np.int16)
+    save_nifti(ct16, a, study_dir / "CT.nii.gz", description="synthetic CT (HU)")
+    save_nifti(ct16, a, study_dir / "CTres.nii.gz", description="synthetic CT on PET grid (HU)")
+    save_nifti(
+        subject.pet_bqml.astype(np.float32), a, study_dir / "PET.nii.gz", description="synthetic FDG PET (Bq/mL)"
+    )
+    save_nifti(subject.suv.astype(np.float32), a, study_dir / "SUV.nii.gz", description="synthetic PET SUVbw")
+    save_nifti(subject.lesion_mask.astype(np.uint8), a, study_dir / "SEG.nii.gz", description="synthetic lesions")
+    save_nifti(
+        subject.organs.astype(np.uint8), a, study_dir / "organs.nii.gz", description="TotalSegmentator total ids"
+    )
+    write_json(dict(LABEL_IDS), study_dir / "organs.json")
+    d = subject.demographics
+    acq = subject.acquisition
+    write_json(
+        {
+            "synthetic": True,
+            "radiopharmaceutical": "18F-FDG",
+            "injected_dose_bq": subject.injected_dose_bq,
+            "uptake_time_s": subject.uptake_time_s,
+            "decay_half_life_s": F18_HALF_LIFE_S,
+            "decay_factor": acq.decay_factor,
+            "weight_kg": d.weight,
+            "height_m": d.height_m,
+            "age": d.age,
+            "sex": d.sex,
+            "pet_units": "Bq/mL",
+            "suv_formula": "SUV = PET * weight_kg * 1000 / (injected_dose_bq * 2**(-uptake_time_s / half_life))",
+            "psf_fwhm_mm": subject.truth.get("psf_fwhm_mm"),
+            "spacing_mm": [subject.spacing] * 3,
+            "seed": subject.seed,
+            "diagnosis": subject.diagnosis,
+        },
+        study_dir / "acquisition.json",
+    )
+    truth = {k: v for k, v in subject.truth.items() if k != "seconds"}
+    write_json({"synthetic": True, **truth}, study_dir / "truth.json")
+
+
+def _rows(identity: dict[str, str], subject: PhantomSubject) -> tuple[list[dict], dict]:
+    d = subject.demographics
+    rows = []
+    for modality, series, filename in _SERIES:
+        rows.append(
+            {
+                "Subject ID": identity["subject"],
+                "Study UID": identity["study_uid"],
+                "Study Description": STUDY_DESCRIPTION,
+                "Study Date": identity["study_date"],
+                "Series Description": series,
+                "diagnosis": subject.diagnosis,
+                "age": _age_string(d.age),
+                "sex": d.sex,
+                "Modality": modality,
+                "File Location": f"./{identity['subject']}/{identity['study']}/{filename}",
+            }
+        )
+    demo = {
+        "subject": identity["subject"],
+        "study": identity["study"],
+        "age": f"{d.age:g}",
+        "sex": d.sex,
+        "weight": f"{d.weight:g}",
+        "height": f"{d.height:g}",
+        "injected_dose_bq": f"{subject.injected_dose_bq:.0f}",
+        "uptake_time_s": f"{subject.uptake_time_s:.0f}",
+    }
+    return rows, demo
+
+
+def _job(args: tuple) -> tuple[list[dict], dict, float]:
+    out, index, seed, d, subject_seed, spacing, lesions, fov, diagnosis_rng_seed = args
+    identity = subject_identity(seed, index, d, subject_seed)
+    diagnosis = None
+    if lesions:
+        from .lesions import sample_diagnosis
+
+        diagnosis = sample_diagnosis(np.random.default_rng([diagnosis_rng_seed, 7]))
+    subject = generate_phantom(
+        d,
+        subject_seed,
+        spacing=spacing,
+        lesions=bool(lesions and diagnosis != "NEGATIVE"),
+        fov=fov,
+        diagnosis=diagnosis,
+    )
+    final = out / identity["subject"]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{identity['subject']}.", suffix=".tmp", dir=out))
+    try:
+        write_study(subject, tmp / identity["study"])
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{identity['subject']}.", suffix=".old", dir=out))
+            os.replace(final, trash / "old")
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    rows, demo = _rows(identity, subject)
+    return rows, demo, float(subject.truth.get("seconds", 0.0))
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+
+
+def _merge(path: Path, key: str, new_rows: list[dict]) -> list[dict]:
+    """Keep rows of subjects written by earlier runs into the same folder."""
+    if not path.exists():
+        return new_rows
+    new_keys = {row[key] for row in new_rows}
+    with path.open(newline="") as handle:
+        old = [row for row in csv.DictReader(handle) if row.get(key) not in new_keys]
+    return old + new_rows
+
+
+def write_population(
+    subjects: Sequence[Demographics | tuple[Demographics, int | None]],
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    workers: int = 1,
+    lesions: bool = False,
+    spacing: float = 2.0,
+    fov: str = "whole_body",
+) -> list[Path]:
+    """Simulate and write one study per entry of ``subjects`` in the AutoPET layout.
+
+    ``subjects`` holds Demographics (or (Demographics, subject_seed) pairs, e.g. from a
+    cohort CSV). Per-subject seeds default to a deterministic function of ``seed`` and the
+    index. With ``lesions`` each study is positive with AutoPET's probability (501/1014)
+    and gets a cancer diagnosis with AutoPET's proportions. Returns the study folders.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} is out of range: must be an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    entries: list[tuple[Demographics, int]] = []
+    for index, item in enumerate(subjects):
+        d, subject_seed = item if isinstance(item, tuple) else (item, None)
+        if not isinstance(d, Demographics):
+            raise TypeError(f"subjects[{index}] must be Demographics, got {type(d).__name__}")
+        if subject_seed is None:
+            subject_seed = int(np.random.SeedSequence([int(seed), index]).generate_state(1)[0])
+        entries.append((d, int(subject_seed)))
+    if not entries:
+        raise ValueError("no subjects to write: the population is empty")
+    from .subject import _check_spacing
+
+    spacing = _check_spacing(spacing)
+    out = check_output_dir(out_dir)
+    jobs = [
+        (
+            out,
+            i,
+            int(seed),
+            d,
+            s,
+            spacing,
+            lesions,
+            fov,
+            int(np.random.SeedSequence([int(seed), i, 1]).generate_state(1)[0]),
+        )
+        for i, (d, s) in enumerate(entries)
+    ]
+    results = []
+    if workers == 1 or len(jobs) == 1:
+        results = [_job(job) for job in jobs]
+    else:
+        with get_context("fork" if hasattr(os, "fork") else "spawn").Pool(min(workers, len(jobs))) as pool:
+            results = list(pool.imap(_job, jobs))
+    meta = [row for rows, _, _ in results for row in rows]
+    demo = [d for _, d, _ in results]
+    _write_csv(out / "Metadata.csv", METADATA_COLUMNS, _merge(out / "Metadata.csv", "Subject ID", meta))
+    _write_csv(out / "demographics.csv", DEMOGRAPHICS_COLUMNS, _merge(out / "demographics.csv", "subject", demo))
+    with atomic_path(out / "README.txt") as tmp:
+        tmp.write_text(README)
+    logger.info(
+        "wrote %d synthetic studies to %s (%.1f s/subject simulation)",
+        len(results),
+        out,
+        float(np.mean([r[2] for r in results])),
+    )
+    return [out / row["subject"] / row["study"] for row in demo]
