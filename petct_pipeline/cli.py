@@ -18,7 +18,7 @@ from . import __version__
 __all__ = ["main", "build_parser", "UsageError"]
 
 # Each name is a module in petct_pipeline/commands exposing register(subparsers).
-COMMANDS: tuple[str, ...] = ("generate", "prepare", "phantom")
+COMMANDS: tuple[str, ...] = ("generate", "prepare", "evaluate", "phantom")
 
 
 class UsageError(ValueError):

@@ -1,0 +1,72 @@
+"""``petct evaluate``: organ volumes and uptake of a generated cohort against a reference, by subgroup."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compare generated PET/CT with a reference cohort (organ volumes, SUV, subgroups, plots)",
+        description="Segment every subject of a generated cohort (`petct generate --cohort` output) and of a "
+        "reference (AutoPET layout, e.g. `petct phantom` output, or another generated cohort), measure organ "
+        "volume, SUVmean/max/peak and mean HU, and compare the two per demographic subgroup with statistics "
+        "and plots. Writes subjects.csv, summary.csv, summary.md, anova.csv, trends.csv, image_checks.json, "
+        "plots/*.png and report.md into --out.",
+    )
+    parser.add_argument("--generated", type=Path, required=True, help="generated cohort folder (or AutoPET layout)")
+    parser.add_argument("--reference", type=Path, required=True, help="reference folder (AutoPET layout or cohort)")
+    parser.add_argument("--segmenter", default="labels",
+                        help="labels (label maps stored with the volumes), totalsegmentator[:fast] (needs the "
+                        "package and its weights) or model:PATH (a model trained with training/train.py "
+                        "--stage seg); default labels")
+    parser.add_argument("--reference-segmenter", default=None,
+                        help="segmenter for the reference only (default: the same as --segmenter)")
+    parser.add_argument("--out", type=Path, required=True, help="report folder")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--subgroups", default="sex_age,bmi",
+                        help="comma-separated subgroup families from all, sex, age, sex_age, bmi "
+                        "(default sex_age,bmi; 'all' is always included)")
+    parser.add_argument("--age-split", type=float, default=65.0,
+                        help="adult: age <= this, elder: age > this (years; default 65)")
+    parser.add_argument("--bmi-edges", default="25,30", help="BMI band edges in kg/m^2 (default 25,30)")
+    parser.add_argument("--organs", default=None,
+                        help="comma-separated TotalSegmentator organ names or groups (default: liver, spleen, "
+                        "kidney_left, kidney_right, heart, lungs, brain, urinary_bladder, aorta)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate
+    from ..evaluation.subgroups import SubgroupScheme, parse_edges, parse_families
+    from ..organs import EVALUATION_ORGANS
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    scheme = SubgroupScheme(families=parse_families(args.subgroups), age_split=args.age_split,
+                            bmi_edges=parse_edges(args.bmi_edges))
+    organs = EVALUATION_ORGANS
+    if args.organs:
+        organs = tuple(name.strip() for name in args.organs.split(",") if name.strip())
+    result = evaluate(
+        args.generated, args.reference, out=args.out, segmenter=args.segmenter,
+        reference_segmenter=args.reference_segmenter, workers=args.workers, scheme=scheme, organs=organs,
+        plots=not args.no_plots,
+    )
+    all_rows = [r for r in result.summary if r["subgroup"] == "all" and r["metric"] in ("volume_ml", "suv_mean")
+                and r["organ"] != "body"]
+    worst = max(all_rows, key=lambda r: abs(r["deviation_pct"]) if r["deviation_pct"] == r["deviation_pct"] else -1,
+                default=None)
+    print(f"evaluated {len({(r['cohort'], r['subject'], r['study']) for r in result.subjects})} subjects in "
+          f"{result.seconds:.1f} s; report: {result.out_dir / 'report.md'}", file=sys.stdout)
+    if worst is not None and worst["deviation_pct"] == worst["deviation_pct"]:
+        print(f"largest deviation (all subjects, volume/SUVmean): {worst['organ']} {worst['metric']} "
+              f"{worst['deviation_pct']:+.1f}%", file=sys.stdout)
+    return 0
