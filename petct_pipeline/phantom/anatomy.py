@@ -383,7 +383,7 @@ def _paint_body(ctx: _Ctx, B: _Body) -> dict[str, float]:
     add(zs, np.zeros(zs.stop - zs.start, np.float32), B.yc[zs], B.a_lean[zs], B.b_lean[zs], B.sc[zs])
     # breasts (women): fat ellipsoids on the anterior chest, size with body fat
     if not ctx.d.is_male:
-        size = (B.fat_l / 20.0) ** 0.5
+        size = float(np.clip((B.fat_l / 20.0) ** 0.4, 0.6, 1.5))
         for side in (LEFT, RIGHT):
             cx = side * 0.48 * float(np.interp(0.27, B.t[::-1], B.a_lean[::-1]))
             cy = float(np.interp(0.27, B.t[::-1], B.b_lean[::-1])) * 0.85
