@@ -100,12 +100,13 @@ def gray_rgb(gray01: np.ndarray) -> np.ndarray:
 def fuse(ct_gray01: np.ndarray, suv: np.ndarray, suv_max: float, alpha: float = 0.6) -> np.ndarray:
     """PET (``hot``) over windowed CT, float RGB in [0, 1].
 
-    Opacity grows linearly from 0 at SUV 0 to ``alpha`` at a quarter of ``suv_max`` and stays
-    there, so tissue without uptake shows the plain CT and uptake is never hidden by the CT.
+    Opacity grows linearly from 0 at SUV 0 to ``alpha`` at half of ``suv_max`` and stays there,
+    so tissue without uptake shows the plain CT, background uptake only tints it, and hot spots
+    are drawn at full opacity.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"overlay opacity must be in [0, 1], got {alpha}")
-    opacity = alpha * np.clip(4.0 * _unit(suv, suv_max), 0.0, 1.0)[..., None]
+    opacity = alpha * np.clip(2.0 * _unit(suv, suv_max), 0.0, 1.0)[..., None]
     return (1.0 - opacity) * gray_rgb(ct_gray01) + opacity * pet_colormap(suv, suv_max, "hot")
 
 
@@ -186,7 +187,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 def _annotate(image: Image.Image, letters: tuple[str, str, str, str]) -> None:
     draw = ImageDraw.Draw(image)
-    size = max(10, min(image.size) // 24)
+    size = max(12, min(image.size) // 18)
     font = _font(size)
     w, h = image.size
     left, right, top, bottom = letters

@@ -91,9 +91,9 @@ def test_fuse_shows_plain_ct_without_uptake_and_blends_with_uptake():
     np.testing.assert_allclose(hot[0, 0], 0.4 * 0.2 + 0.6 * 1.0, atol=1e-6)
     np.testing.assert_allclose(hot[0, 1], 0.4 * 0.8 + 0.6 * 1.0, atol=1e-6)
 
-    # opacity ramps to alpha at a quarter of the SUV max: SUV 0.625 of max 5 -> half of alpha
-    ramp = rendering.fuse(np.zeros((1, 1)), np.full((1, 1), 0.625), suv_max=5.0, alpha=0.6)
-    red = rendering.pet_colormap(np.full((1, 1), 0.625), 5.0)[0, 0, 0]
+    # opacity ramps to alpha at half the SUV max: SUV 1.25 of max 5 -> half of alpha
+    ramp = rendering.fuse(np.zeros((1, 1)), np.full((1, 1), 1.25), suv_max=5.0, alpha=0.6)
+    red = rendering.pet_colormap(np.full((1, 1), 1.25), 5.0)[0, 0, 0]
     np.testing.assert_allclose(ramp[0, 0], [0.3 * red, 0.0, 0.0], atol=1e-6)
 
 
