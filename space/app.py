@@ -155,7 +155,8 @@ def get_pipeline() -> PETCTPipeline:
 def run_pipeline(subjects: list[Demographics], seed: int, steps: int, sr_steps: int, guidance: float, progress):
     """Sample ``subjects`` (all with the same seed) and feed gr.Progress from the step callback."""
     pipe = get_pipeline()
-    total = len(subjects) * (steps + sr_steps)  # the callback counts over both stages
+    # the callback counts steps over both stages: stage 1 runs once for the whole batch, SR once per subject
+    total = steps + len(subjects) * sr_steps
 
     def on_step(_pipe, step, _t, kwargs):
         stage = "stage 1 (coarse)" if kwargs.get("stage") == "base" else "super-resolution"
