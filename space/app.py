@@ -54,8 +54,8 @@ FIELD_BOUNDS: dict[str, tuple[float, float, str]] = {
 STEP_BOUNDS = {"steps": (1, 64), "sr_steps": (1, 32)}
 GUIDANCE_BOUNDS = (0.0, 5.0)
 SEED_BOUNDS = (0, 2**31 - 1)
-SEX_CHOICES = ("F", "M")
 SUV_MAX_BOUNDS = (0.5, 30.0)
+PLAUSIBLE_BMI = (12.0, 70.0)  # outside: still generated, with a warning
 DEFAULT_STEPS, DEFAULT_SR_STEPS = 8, 4  # fast CPU defaults (about 30 s for the shipped 4 mm grid on 2 cores)
 QUEUE_MAX_SIZE = 16
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "petct-space"
@@ -98,10 +98,16 @@ def demographics_from_inputs(age: Any, sex: Any, weight: Any, height: Any) -> De
         low, high, unit = FIELD_BOUNDS[name]
         values[name] = check_number(name.capitalize(), value, low, high, unit)
     try:
-        return Demographics(sex=sex, **values)
+        subject = Demographics(sex=sex, **values)
     except (ValueError, TypeError) as error:  # Demographics names the field and the allowed values
         message = str(error)
         raise gr.Error(message[:1].upper() + message[1:] + ".") from None
+    if not PLAUSIBLE_BMI[0] <= subject.bmi <= PLAUSIBLE_BMI[1]:
+        gr.Warning(
+            f"BMI {subject.bmi:.1f} ({subject.weight:g} kg at {subject.height:g} cm) is outside "
+            f"{PLAUSIBLE_BMI[0]:g}-{PLAUSIBLE_BMI[1]:g}: the model extrapolates far from its training data."
+        )
+    return subject
 
 
 def sampling_from_inputs(seed: Any, steps: Any, sr_steps: Any, guidance: Any) -> tuple[int, int, int, float]:
@@ -124,12 +130,14 @@ def model_location() -> str:
 
 
 def model_is_untrained(location: str) -> bool:
-    """True when the model folder's card says its weights are an untrained placeholder."""
+    """True when the title of the model folder's card calls its weights untrained (the shipped placeholder)."""
     card = Path(location) / "README.md"
     try:
-        return "untrained" in card.read_text(encoding="utf-8")[:2000].lower()
+        lines = card.read_text(encoding="utf-8").splitlines()
     except OSError:
         return False
+    title = next((line for line in lines if line.startswith("# ")), "")
+    return "untrained" in title.lower()
 
 
 def get_pipeline() -> PETCTPipeline:
