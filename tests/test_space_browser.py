@@ -164,6 +164,20 @@ def _wait_for_new_src(page, elem_id: str, old: str | None, timeout_s: float = 30
 
 @pytest.mark.browser
 @pytest.mark.slow
+def _settled_src(page, elem_id: str, quiet_s: float = 1.0, timeout_s: float = 30.0) -> str | None:
+    """The image's src once it has not changed for ``quiet_s`` (pending re-renders have landed)."""
+    deadline = time.monotonic() + timeout_s
+    src, since = _image_src(page, elem_id), time.monotonic()
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+        current = _image_src(page, elem_id)
+        if current != src:
+            src, since = current, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return src
+    raise AssertionError(f"#{elem_id} image kept changing for {timeout_s} s")
+
+
 def test_space_in_browser(space_server, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(
@@ -181,7 +195,13 @@ def test_space_in_browser(space_server, tmp_path):
             page.goto(space_server.url)
             page.wait_for_selector("#generate")
 
+            # an example fills the inputs
+            page.get_by_text("Elder man (80 y)").click()
+            page.wait_for_function("document.querySelector('#age input[type=number]').value === '80'")
+            assert page.locator('#sex [data-testid="Male-radio-label"] input').is_checked()
+
             # demographics
+            page.locator('#sex [data-testid="Female-radio-label"]').click()
             _set_number(page, "age", age)
             page.locator('#sex [data-testid="Male-radio-label"]').click()
             _set_number(page, "weight", weight)
@@ -222,7 +242,7 @@ def test_space_in_browser(space_server, tmp_path):
             bytes_after = page.request.get(axial_after).body()
             assert bytes_before != bytes_after
             # a CT window preset re-renders too
-            sagittal_before = _image_src(page, "sagittal-image")
+            sagittal_before = _settled_src(page, "sagittal-image")
             page.locator('#mode [data-testid="CT-radio-label"]').click()
             page.locator('#preset [data-testid="Lung-radio-label"]').click()
             _wait_for_new_src(page, "sagittal-image", sagittal_before)
