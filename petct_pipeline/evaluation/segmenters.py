@@ -182,7 +182,7 @@ class ModelSegmenter(Segmenter):
         dice = model.info.get("dice")
         text = f"model:{self.path} (PETCTUNet3DModel at {model.spacing_mm:g} mm, {len(model.label_ids)} classes)"
         if isinstance(dice, dict) and dice:
-            text += "; held-out Dice " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items() if v == v)
+            text += "; held-out Dice " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items() if v is not None)
         return text
 
 

@@ -1,0 +1,199 @@
+"""Organ segmenter for ``petct evaluate --segmenter model:PATH``: a small 3D UNet on CT + PET.
+
+Trained on any data with organ label maps (``organs.nii.gz`` beside the images, e.g. the
+``petct phantom`` population) through the shared cache, which resamples labels by nearest
+neighbour onto the stage grid. The network is ``PETCTUNet3DModel`` (2 inputs, one output
+per class, no demographic input), wrapped by
+:class:`petct_pipeline.evaluation.segmentation_model.OrganSegmentationModel`; the loss is
+cross-entropy + soft Dice. Config section::
+
+    seg:
+      grid: {spacing: 8, shape: [56, 56, 144]}    # z covers vertex to thighs (1152 mm)
+      organs: [liver, spleen, ...]                # default: the evaluation organs
+      unet: {block_out_channels: [16, 32, 64], layers_per_block: 1}
+      loss: {dice_weight: 1.0}
+      augment: {max_shift_voxels: 3}              # random translation (no flips: left/right matter)
+      validation: {data_dir: HELD_OUT, max_studies: 8}   # Dice per organ on held-out studies
+      train: {...}                                # overrides of `training`
+
+Output: ``OUTPUT/organ_segmenter/`` (config.json, safetensors weights, segmenter.json with the
+class ids, grid spacing and the held-out Dice), usable as ``--segmenter model:OUTPUT``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from petct_pipeline.data.cache import CacheIndex
+from petct_pipeline.data.preprocess import PreprocessConfig
+from petct_pipeline.data.study import ScanResult
+from petct_pipeline.evaluation.segmentation_model import (
+    OrganSegmentationModel,
+    class_ids_for,
+    held_out_dice,
+    segmentation_loss,
+)
+from petct_pipeline.intensity import hu_to_model
+from petct_pipeline.io import write_json
+from petct_pipeline.organs import EVALUATION_ORGANS
+
+from . import Stage
+
+COMPONENT = "organ_segmenter"
+
+
+def _shift(array: np.ndarray, offsets: tuple[int, ...], fill: float) -> np.ndarray:
+    """Translate the last three axes by ``offsets`` voxels, filling what comes in with ``fill`` (no wrap)."""
+    out = np.full_like(array, fill)
+    source, target = [slice(None)] * (array.ndim - 3), [slice(None)] * (array.ndim - 3)
+    for offset, n in zip(offsets, array.shape[-3:]):
+        source.append(slice(max(0, -offset), n - max(0, offset)))
+        target.append(slice(max(0, offset), n - max(0, -offset)))
+    out[tuple(target)] = array[tuple(source)]
+    return out
+
+
+class CachedLabelledVolumes(Dataset):
+    """Model-space volumes with organ class targets from a cache; items are (index, seed) tuples."""
+
+    def __init__(self, index: CacheIndex, positions: list[int], lookup: np.ndarray, max_shift: int) -> None:
+        self.index = index
+        self.positions = positions
+        self.lookup = lookup
+        self.max_shift = int(max_shift)
+        self.air = float(hu_to_model(np.float32(-1000.0)))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, item: tuple[int, int] | int) -> dict[str, torch.Tensor]:
+        position, seed = item if isinstance(item, tuple) else (item, 0)
+        entry = self.positions[position]
+        volume = self.index.load_volume(entry)
+        organs = self.index.load_organs(entry)
+        target = self.lookup[np.clip(organs.astype(np.int64), 0, 255)]
+        if self.max_shift > 0:
+            rng = np.random.default_rng(seed)
+            offsets = tuple(int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, size=3))
+            if any(offsets):
+                volume = np.concatenate([_shift(volume[:1], offsets, self.air), _shift(volume[1:], offsets, -1.0)])
+                target = _shift(target, offsets, 0)
+        return {"volume": torch.from_numpy(np.ascontiguousarray(volume)),
+                "target": torch.from_numpy(np.ascontiguousarray(target))}
+
+
+class SegStage(Stage):
+    name = "seg"
+    section_keys = ("grid", "organs", "unet", "loss", "augment", "validation", "train")
+    components = (COMPONENT,)
+
+    def __init__(self, config: dict[str, Any], accelerator) -> None:
+        super().__init__(config, accelerator)
+        self.grid = dict(self.section.get("grid") or {"spacing": 8, "shape": [56, 56, 144]})
+        organs = self.section.get("organs") or list(EVALUATION_ORGANS)
+        if not isinstance(organs, list | tuple) or not all(isinstance(o, str) for o in organs):
+            raise ValueError(f"seg.organs must be a list of organ names, got {organs!r}")
+        self.organs = tuple(organs)
+        self.label_ids = class_ids_for(self.organs)  # ValueError naming an unknown organ
+        loss = dict(self.section.get("loss") or {})
+        self._check(loss, ("dice_weight",), "seg.loss")
+        self.dice_weight = float(loss.get("dice_weight", 1.0))
+        augment = dict(self.section.get("augment") or {})
+        self._check(augment, ("max_shift_voxels",), "seg.augment")
+        self.max_shift = int(augment.get("max_shift_voxels", 3))
+        validation = dict(self.section.get("validation") or {})
+        self._check(validation, ("data_dir", "max_studies"), "seg.validation")
+        self.validation_dir = Path(validation["data_dir"]) if validation.get("data_dir") else None
+        self.validation_max = int(validation.get("max_studies", 8))
+        if self.validation_dir is not None and not self.validation_dir.is_dir():
+            raise FileNotFoundError(f"seg.validation.data_dir {str(self.validation_dir)!r} does not exist")
+        self.dice: dict[str, Any] | None = None
+        self.preprocess_config(self.grid)  # validate early
+
+    @staticmethod
+    def _check(section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+        from ..config import check_keys
+
+        check_keys(section, allowed, where)
+
+    def preprocess_config(self, grid: dict[str, Any]) -> PreprocessConfig:
+        config = super().preprocess_config(grid)
+        if not config.include_organs:  # the shared data.preprocess may switch organs off for the generator
+            config = PreprocessConfig.from_mapping({**config.to_dict(), "include_organs": True})
+        return config
+
+    def build_dataset(self, scan: ScanResult, cache_root: Path, num_workers: int) -> Dataset:
+        index = self.cache(scan, cache_root, self.grid, num_workers)
+        positions = [i for i, entry in enumerate(index.entries) if entry.get("organs")]
+        if not positions:
+            raise ValueError(
+                "--stage seg needs organ label maps (organs.nii.gz beside the images, TotalSegmentator ids), but "
+                f"none of the {len(index)} cached studies has one; `petct phantom` writes them"
+            )
+        self.data_info["labelled_studies"] = len(positions)
+        lookup = OrganSegmentationModel.build(self.label_ids, float(self.grid["spacing"]),
+                                              **self._unet_kwargs()).class_lookup()
+        return CachedLabelledVolumes(index, positions, lookup, self.max_shift)
+
+    def _unet_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.section.get("unet") or {})
+        for key in ("block_out_channels", "attention_levels"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return kwargs
+
+    def build_model(self) -> torch.nn.Module:
+        wrapper = OrganSegmentationModel.build(self.label_ids, float(self.grid["spacing"]), **self._unet_kwargs())
+        shape = tuple(self.preprocess_config(self.grid).shape)
+        multiple = wrapper.unet.spatial_multiple
+        if any(n % multiple for n in shape):
+            raise ValueError(f"seg.grid.shape {list(shape)} must be divisible by {multiple} "
+                             "(2 ** (len(block_out_channels) - 1))")
+        return wrapper.unet
+
+    def loss(self, model, batch, generator):
+        volume = batch["volume"].to(self.device, non_blocking=True)
+        target = batch["target"].to(self.device, non_blocking=True)
+        logits = model(volume, 0.0).sample.float()
+        return segmentation_loss(logits, target, self.dice_weight)
+
+    def _wrapper(self, model) -> OrganSegmentationModel:
+        return OrganSegmentationModel(model, self.label_ids, float(self.grid["spacing"]))
+
+    def validate(self, model, step: int, out_dir: Path) -> Path | None:
+        """Dice per organ on the held-out studies (``seg.validation.data_dir``) at their native grid."""
+        if self.validation_dir is None:
+            return None
+        self.dice = held_out_dice(self._wrapper(model), self.validation_dir, self.organs, self.validation_max)
+        path = out_dir / f"seg_dice_step_{step:07d}.json"
+        write_json({"step": step, **self.dice}, path)
+        return path
+
+    def save_final(self, model, out_dir: Path) -> dict[str, Any]:
+        wrapper = self._wrapper(model)
+        wrapper.info = {
+            "organs": list(self.organs),
+            "trained_on": self.data_info.get("caches", []),
+            "labelled_studies": self.data_info.get("labelled_studies"),
+            "dice": (self.dice or {}).get("dice", {}),
+            "dice_studies": (self.dice or {}).get("studies", 0),
+            "dice_data_dir": str(self.validation_dir) if self.validation_dir else None,
+        }
+        wrapper.save_pretrained(out_dir / COMPONENT)
+        config = self.preprocess_config(self.grid)
+        dice = wrapper.info["dice"]
+        return {
+            "grid": {"spacing": config.spacing, "shape": list(config.shape)},
+            "label_ids": list(self.label_ids),
+            "dice": dice,
+            "mean_dice": round(float(np.mean(finite)), 4) if (finite := [v for v in dice.values() if v is not None])
+            else None,
+        }
+
+
+STAGE = SegStage
