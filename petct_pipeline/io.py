@@ -13,7 +13,21 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-__all__ = ["atomic_path", "save_nifti", "load_nifti", "write_json", "read_json"]
+__all__ = ["writable_dir", "atomic_path", "save_nifti", "load_nifti", "write_json", "read_json"]
+
+
+def writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``path`` if needed and prove it takes a file, so a run fails before any work, not after."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{what} {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".petct-write-test-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{what} {out} is not writable: {error.strerror or error}") from None
+    return out
 
 
 @contextlib.contextmanager

@@ -260,7 +260,7 @@ def test_cli_single_subject_and_bad_arguments(tmp_path, capsys):
     cases = [
         (["--n", "-2", "--out", str(tmp_path / "a")], "--n=-2"),
         (["--age", "35", "--sex", "X", "--weight", "73", "--height", "176", "--out", str(tmp_path / "b")], "sex"),
-        (["--n", "1", "--out", str(blocker / "sub")], "output directory"),
+        (["--n", "1", "--out", str(blocker / "sub")], "--out"),
     ]
     for args, message in cases:
         capsys.readouterr()

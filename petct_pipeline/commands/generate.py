@@ -6,11 +6,11 @@ import argparse
 import csv
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
 from ..checkpoints import default_model
 from ..demographics import Demographics
+from ..io import writable_dir
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +60,6 @@ def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int]]:
     return [("subject", demographics, args.seed)]
 
 
-def _check_writable(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as error:
-        raise PermissionError(f"--out {out} is not writable: {error.strerror or error}") from None
-
-
 def _call_kwargs(args: argparse.Namespace) -> dict:
     kwargs = {
         "num_inference_steps": args.steps,
@@ -95,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         call_kwargs.get("guidance_scale", 1.0),
         0.0,
     )
-    _check_writable(args.out)
+    writable_dir(args.out, what="--out")
     if not args.verbose:
         diffusers_logging.disable_progress_bar()
     model = args.model or default_model()

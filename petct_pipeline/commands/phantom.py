@@ -42,8 +42,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..cohort import read_cohort
     from ..demographics import Demographics
+    from ..io import writable_dir
     from ..phantom.population import sample_population
-    from ..phantom.writer import check_output_dir, write_population
+    from ..phantom.writer import write_population
 
     single = [args.age, args.sex, args.weight, args.height]
     modes = sum([args.n is not None, args.cohort is not None, any(v is not None for v in single)])
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"single subject needs {', '.join(missing)} as well")
         subjects = [(Demographics(age=args.age, sex=args.sex, weight=args.weight, height=args.height), args.seed)]
-    check_output_dir(args.out)  # fail before any simulation
+    writable_dir(args.out, what="--out")  # fail before any simulation
     studies = write_population(
         subjects,
         args.out,

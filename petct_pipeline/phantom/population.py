@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.suv import F18_HALF_LIFE_S, decay_factor
 from ..demographics import Demographics
 
 __all__ = [
@@ -23,8 +24,6 @@ __all__ = [
     "sample_acquisition",
     "F18_HALF_LIFE_S",
 ]
-
-F18_HALF_LIFE_S = 6586.2  # 18F physical half-life (109.77 min)
 
 #: population parameters; keys are documented in docs/phantom.md
 AUTOPET_COHORT = {
@@ -53,7 +52,7 @@ class Acquisition:
 
     @property
     def decay_factor(self) -> float:
-        return float(2.0 ** (-self.uptake_time_s / F18_HALF_LIFE_S))
+        return decay_factor(self.uptake_time_s)
 
     @property
     def dose_at_scan_bq(self) -> float:

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.suv import F18_HALF_LIFE_S
 from ..demographics import Demographics
-from ..io import atomic_path, save_nifti, write_json
+from ..io import atomic_path, save_nifti, writable_dir, write_json
 from ..organs import LABEL_IDS
-from .population import F18_HALF_LIFE_S
 from .subject import PhantomSubject, generate_phantom
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "write_population",
     "write_study",
     "subject_identity",
-    "check_output_dir",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,25 +82,6 @@ SEG.nii.gz (lesions, 1 = lesion), organs.nii.gz (TotalSegmentator "total" label 
 names in organs.json), acquisition.json (dose, uptake time, weight), truth.json.
 demographics.csv gives age, sex, weight (kg) and height (cm) of every subject.
 """
-
-
-def check_output_dir(out_dir: str | os.PathLike) -> Path:
-    """Create ``out_dir`` if needed and check that it is a writable directory (ValueError if not)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output directory {str(out)!r} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"output directory {str(out)!r} cannot be created: {error.strerror or error}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"output directory {str(out)!r} is not writable")
-    try:
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".petct-write-test-"):
-            pass
-    except OSError as error:
-        raise ValueError(f"output directory {str(out)!r} is not writable: {error.strerror or error}") from None
-    return out
 
 
 def subject_identity(seed: int, index: int, d: Demographics, subject_seed: int) -> dict[str, str]:
@@ -286,7 +266,7 @@ def write_population(
     from .subject import _check_spacing
 
     spacing = _check_spacing(spacing)
-    out = check_output_dir(out_dir)
+    out = writable_dir(out_dir, what="--out")
     jobs = [
         (
             out,
