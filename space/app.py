@@ -40,7 +40,12 @@ import rendering  # noqa: E402
 import torch  # noqa: E402
 
 from petct_pipeline import Demographics, PETCTPipeline  # noqa: E402
-from petct_pipeline.checkpoints import checkpoints_dir, default_model  # noqa: E402
+from petct_pipeline.checkpoints import (  # noqa: E402
+    DEFAULT_SEGMENTER_NAME,
+    checkpoints_dir,
+    default_model,
+    default_segmenter,
+)
 
 logger = logging.getLogger("petct_space")
 
@@ -56,7 +61,7 @@ GUIDANCE_BOUNDS = (0.0, 5.0)
 SEED_BOUNDS = (0, 2**31 - 1)
 SUV_MAX_BOUNDS = (0.5, 30.0)
 PLAUSIBLE_BMI = (12.0, 70.0)  # outside: still generated, with a warning
-DEFAULT_STEPS, DEFAULT_SR_STEPS = 8, 4  # fast CPU defaults (about 30 s for the shipped 4 mm grid on 2 cores)
+DEFAULT_STEPS, DEFAULT_SR_STEPS = 16, 2  # the pipeline's defaults (pipeline_petct.DEFAULT_STEPS)
 QUEUE_MAX_SIZE = 16
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "petct-space"
 OUTPUT_MAX_AGE_S = 2 * 3600
@@ -210,9 +215,10 @@ def load_organ_segmenter() -> tuple[Callable[[np.ndarray, np.ndarray, np.ndarray
     checkpoint is ``$PETCT_SEGMENTER`` or ``checkpoints/petct-phantom-seg``; ``segment(ct, pet,
     affine)`` returns an integer label map with TotalSegmentator ids on the CT/PET grid.
     """
-    path = Path(os.environ.get("PETCT_SEGMENTER") or checkpoints_dir() / "petct-phantom-seg")
-    if not path.exists():
-        return None, f"no organ segmenter checkpoint at `{path}`"
+    path = default_segmenter()
+    if path is None or not path.exists():
+        where = path or checkpoints_dir() / DEFAULT_SEGMENTER_NAME
+        return None, f"no organ segmenter checkpoint at `{where}`"
     try:
         from petct_pipeline.evaluation.inputs import SubjectVolumes
         from petct_pipeline.evaluation.segmenters import make_segmenter

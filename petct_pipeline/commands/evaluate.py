@@ -22,10 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--generated", type=Path, required=True, help="generated cohort folder (or AutoPET layout)")
     parser.add_argument("--reference", type=Path, required=True, help="reference folder (AutoPET layout or cohort)")
-    parser.add_argument("--segmenter", default="labels",
+    parser.add_argument("--segmenter", default=None,
                         help="labels (label maps stored with the volumes), totalsegmentator[:fast] (needs the "
                         "package and its weights) or model:PATH (a model trained with training/train.py "
-                        "--stage seg); default labels")
+                        "--stage seg); default: the shipped phantom-trained segmenter "
+                        "(model:checkpoints/petct-phantom-seg, or $PETCT_SEGMENTER), else labels")
     parser.add_argument("--reference-segmenter", default=None,
                         help="segmenter for the reference only (default: the same as --segmenter)")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.organs:
         organs = tuple(name.strip() for name in args.organs.split(",") if name.strip())
     result = evaluate(
-        args.generated, args.reference, out=args.out, segmenter=args.segmenter,
+        args.generated, args.reference, out=args.out, segmenter=args.segmenter or _default_segmenter(),
         reference_segmenter=args.reference_segmenter, workers=args.workers, scheme=scheme, organs=organs,
         plots=not args.no_plots,
     )
@@ -70,3 +71,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"largest deviation (all subjects, volume/SUVmean): {worst['organ']} {worst['metric']} "
               f"{worst['deviation_pct']:+.1f}%", file=sys.stdout)
     return 0
+
+
+def _default_segmenter() -> str:
+    from ..checkpoints import default_segmenter
+
+    path = default_segmenter()
+    return f"model:{path}" if path is not None else "labels"
