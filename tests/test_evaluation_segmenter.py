@@ -61,7 +61,7 @@ def trained_model(phantoms) -> Path:
     result = subprocess.run(
         [sys.executable, "training/train.py", "--config", str(config_path), "--stage", "seg",
          "--data_dir", str(phantoms["train"]), "--output_dir", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
