@@ -46,6 +46,7 @@ from petct_pipeline.checkpoints import (  # noqa: E402
     default_model,
     default_segmenter,
 )
+from petct_pipeline.pipeline_petct import DEFAULT_SR_STEPS, DEFAULT_STEPS  # noqa: E402
 
 logger = logging.getLogger("petct_space")
 
@@ -61,7 +62,6 @@ GUIDANCE_BOUNDS = (0.0, 5.0)
 SEED_BOUNDS = (0, 2**31 - 1)
 SUV_MAX_BOUNDS = (0.5, 30.0)
 PLAUSIBLE_BMI = (12.0, 70.0)  # outside: still generated, with a warning
-DEFAULT_STEPS, DEFAULT_SR_STEPS = 16, 2  # the pipeline's defaults (pipeline_petct.DEFAULT_STEPS)
 QUEUE_MAX_SIZE = 16
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "petct-space"
 OUTPUT_MAX_AGE_S = 2 * 3600
