@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO))
 
 #: the subgroup family the targets are stated for, and the metrics they bound (target |deviation| %)
 FAMILY = "sex_age"
+#: seed offset of the phantom-twin baseline, far from the seeds of `petct phantom --n` populations
+PHANTOM_TWIN_SEED = 50_000
 TARGETS = {"volume_ml": 10.0, "suv_mean": 5.0}
 
 
@@ -60,6 +62,12 @@ def held_out_rows(reference: Path, limit: int | None) -> list[dict[str, str]]:
     rows = rows[:limit] if limit else rows
     return [{"id": r["subject"], "age": r["age"], "sex": r["sex"], "weight": r["weight"], "height": r["height"],
              "seed": str(index)} for index, r in enumerate(rows)]
+
+
+def _model_spacing(model: str) -> float:
+    """Output voxel size (mm) of a pipeline folder: base spacing / SR scale from model_index.json."""
+    config = json.loads((Path(model) / "model_index.json").read_text())
+    return float(config["base_spacing"]) / int(config["sr_scale"])
 
 
 def _float(value: str) -> float:
@@ -117,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out subjects")
     parser.add_argument("--diversity-seeds", type=int, default=4, help="samples of one demographic tuple (0: skip)")
     parser.add_argument("--workers", type=int, default=2, help="petct evaluate --workers")
+    parser.add_argument("--phantom-baseline", action="store_true",
+                        help="also evaluate phantoms simulated for the same demographics (new anatomy and noise): "
+                        "the deviations a perfect generator would show with this many subjects")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "quality")
     parser.add_argument("--tag", default="cpu")
     args = parser.parse_args(argv)
@@ -149,6 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     main_name = f"steps{args.main_steps}"
     results["main"] = measure(rows, args.main_steps, main_name)
     _save(results, args.tag)
+    if args.phantom_baseline:
+        twins = [{**row, "seed": str(PHANTOM_TWIN_SEED + int(row["seed"]))} for row in rows]
+        cohort = _write_cohort(twins, args.work / "cohort_phantom_twins.csv")
+        spacing = _model_spacing(model)
+        seconds = _run(["phantom", "--cohort", str(cohort), "--out", str(args.work / "generated_phantom_twins"),
+                        "--spacing", f"{spacing:g}", "--fov", "model", "--workers", str(args.workers)])
+        results["phantom_baseline"] = measure(twins, 0, "phantom_twins", generate=False)
+        results["phantom_baseline"]["generate_s_per_subject"] = seconds / len(twins)
+        _save(results, args.tag)
     for steps in args.steps:
         if steps == args.main_steps and len(sweep_rows) == len(rows):
             results["sweep"][str(steps)] = results["main"]
@@ -200,17 +220,24 @@ def render_markdown(results: dict[str, Any]) -> str:
              f"Reference {results['reference']}; segmenter {results['segmenter']}; deviation of the generated "
              f"subgroup mean from the reference's, subgroups {results['family']} (sex x age <=65 / >65) and all.",
              "", "## Full evaluation", "", *header, _row(str(results["main_steps"]), results["main"])]
+    if "phantom_baseline" in results:
+        lines.append(_row("phantom twins*", results["phantom_baseline"]))
+        lines += ["", "\\* not generated: new phantoms simulated for the same demographics (other seeds), i.e. what a "
+                  "perfect generator would score with this many subjects; s / subject is the simulation time."]
     if results["sweep"]:
         lines += ["", f"## Stage-1 steps sweep (first {results['sweep_subjects']} subjects)", "", *header]
         lines += [_row(steps, run) for steps, run in sorted(results["sweep"].items(), key=lambda kv: int(kv[0]))]
-    main = results["main"]
+    runs = [(f"{results['main_steps']} stage-1 steps", results["main"])]
+    if "phantom_baseline" in results:
+        runs.append(("phantom twins", results["phantom_baseline"]))
     for metric in TARGETS:
-        table = main["deviation_pct"][metric]
-        organs = sorted({o for g in table.values() for o in g if o != "body"})
-        lines += ["", f"## {metric}: deviation (%) per subgroup, {results['main_steps']} stage-1 steps", "",
-                  "| subgroup | " + " | ".join(organs) + " |", "|---" * (len(organs) + 1) + "|"]
-        for group, values in table.items():
-            lines.append(f"| {group} | " + " | ".join(f"{values.get(o, math.nan):+.1f}" for o in organs) + " |")
+        for label, run in runs:
+            table = run["deviation_pct"][metric]
+            organs = sorted({o for g in table.values() for o in g if o != "body"})
+            lines += ["", f"## {metric}: deviation (%) per subgroup, {label}", "",
+                      "| subgroup | " + " | ".join(organs) + " |", "|---" * (len(organs) + 1) + "|"]
+            for group, values in table.items():
+                lines.append(f"| {group} | " + " | ".join(f"{values.get(o, math.nan):+.1f}" for o in organs) + " |")
     if "diversity" in results:
         d = results["diversity"]
         lines += ["", f"Diversity ({d['demographics']}): mean pairwise distance between same-demographic samples "
