@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 page = browser.new_page(viewport={"width": 1480, "height": 1000})
                 page.set_default_timeout(300_000)
                 page.goto(url)
+                before = page.locator("#age input[type=number]").input_value()
                 page.get_by_text(args.example).click()
+                # Generate only once the example has filled the inputs, or it samples the old subject
+                page.wait_for_function(f"document.querySelector('#age input[type=number]').value !== '{before}'")
+                page.wait_for_timeout(1000)
                 page.locator("#generate").click()
                 page.locator("#status").filter(has_text="Generated in").wait_for()
                 for elem_id in ("axial-image", "coronal-image", "sagittal-image", "mip-image"):
