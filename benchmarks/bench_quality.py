@@ -65,8 +65,10 @@ def held_out_rows(reference: Path, limit: int | None) -> list[dict[str, str]]:
 
 
 def _model_spacing(model: str) -> float:
-    """Output voxel size (mm) of a pipeline folder: base spacing / SR scale from model_index.json."""
-    config = json.loads((Path(model) / "model_index.json").read_text())
+    """Output voxel size (mm) of a pipeline (folder or Hub id): base spacing / SR scale of its config."""
+    from petct_pipeline import PETCTPipeline
+
+    config = PETCTPipeline.load_config(model)
     return float(config["base_spacing"]) / int(config["sr_scale"])
 
 

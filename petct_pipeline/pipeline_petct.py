@@ -47,6 +47,7 @@ _COMMIT_IN_PATH = re.compile(r"snapshots[/\\]([0-9a-f]{40})")
 DEFAULT_STEPS = 8
 DEFAULT_SR_STEPS = 2
 
+
 class PETCTPipeline(DiffusionPipeline):
     """Cascaded 3D diffusion pipeline that synthesises whole-body FDG PET/CT from demographics.
 
