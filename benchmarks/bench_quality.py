@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="*", default=[8, 16, 32, 64], help="stage-1 steps to sweep")
     parser.add_argument("--sweep-limit", type=int, default=None, help="sweep on the first N subjects only")
     parser.add_argument("--sr-steps", type=int, default=None, help="SR steps (default: the pipeline's)")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance of stage 1 (default: the pipeline's, 1 = off)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out subjects")
     parser.add_argument("--diversity-seeds", type=int, default=4, help="samples of one demographic tuple (0: skip)")
     parser.add_argument("--workers", type=int, default=2, help="petct evaluate --workers")
@@ -138,11 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = held_out_rows(args.reference, args.limit)
     sweep_rows = rows[: args.sweep_limit] if args.sweep_limit else rows
     common = ["--model", model] + (["--sr-steps", str(args.sr_steps)] if args.sr_steps else [])
+    common += ["--guidance-scale", f"{args.guidance_scale:g}"] if args.guidance_scale is not None else []
     segment = ["--segmenter", args.segmenter] if args.segmenter else []
     results: dict[str, Any] = {
         "model": model, "reference": str(args.reference), "subjects": len(rows), "family": FAMILY,
         "main_steps": args.main_steps, "sweep_subjects": len(sweep_rows), "targets_abs_pct": TARGETS,
-        "sr_steps": args.sr_steps, "segmenter": args.segmenter or "petct default",
+        "sr_steps": args.sr_steps, "guidance_scale": args.guidance_scale,
+        "segmenter": args.segmenter or "petct default",
         "machine": {"platform": platform.platform(), "python": platform.python_version()}, "sweep": {},
     }
 
@@ -220,7 +224,8 @@ def render_markdown(results: dict[str, Any]) -> str:
               "trend signs (same/significant) | non-finite voxels |", "|---|---|---|---|---|---|---|"]
     lines = [f"# Quality vs held-out phantoms: {results['model']}", "",
              f"Reference {results['reference']}; segmenter {results['segmenter']}; deviation of the generated "
-             f"subgroup mean from the reference's, subgroups {results['family']} (sex x age <=65 / >65) and all.",
+             f"subgroup mean from the reference's, subgroups {results['family']} (sex x age <=65 / >65) and all; "
+             f"guidance scale {results.get('guidance_scale') or 'pipeline default'}.",
              "", "## Full evaluation", "", *header, _row(str(results["main_steps"]), results["main"])]
     if "phantom_baseline" in results:
         lines.append(_row("phantom twins*", results["phantom_baseline"]))

@@ -20,6 +20,7 @@ from petct_pipeline.data import (
     CachedVolumeDataset,
     PreprocessConfig,
     build_cache,
+    dataset_key,
     open_cache,
     preprocess_study,
     scan_autopet,
@@ -121,7 +122,8 @@ def test_cache_build_reuse_rebuild_and_dataset(tmp_path):
     root = write_autopet_population(tmp_path / "d", DEFAULT_SUBJECTS[:3])  # the third misses its weight
     scan = scan_autopet(root)
     index = build_cache(scan, tmp_path / "cache", SMALL, num_workers=2, progress=False)
-    assert index.directory == tmp_path / "cache" / SMALL.hash
+    assert index.directory == tmp_path / "cache" / SMALL.hash / dataset_key(scan)
+    assert index.directory.name.startswith("d-")
     assert len(index) == 2 and index.summary["processed"] == 2
     assert [s["path"].split("/")[0] for s in index.skipped] == ["PETCT_0000000002"]
     data = json.loads((index.directory / "index.json").read_text())
@@ -152,6 +154,18 @@ def test_cache_build_reuse_rebuild_and_dataset(tmp_path):
     np.testing.assert_array_equal(index.load_volume(0, box), index.load_volume(0)[:, 4:12, 4:12, 8:24])
 
 
+def test_data_sets_sharing_a_cache_root_keep_their_arrays(tmp_path):
+    """Building the held-out set's cache must not prune the training set's (a running training maps them)."""
+    train = scan_autopet(write_autopet_population(tmp_path / "train", DEFAULT_SUBJECTS[:2]))
+    held_out = scan_autopet(write_autopet_population(tmp_path / "held_out", DEFAULT_SUBJECTS[:1]))
+    first = build_cache(train, tmp_path / "cache", SMALL, progress=False)
+    arrays = sorted((first.directory / "arrays").iterdir())
+    second = build_cache(held_out, tmp_path / "cache", SMALL, progress=False)
+    assert second.directory != first.directory and len(second) == 1
+    assert sorted((first.directory / "arrays").iterdir()) == arrays and len(open_cache(first.directory)) == 2
+    assert build_cache(train, tmp_path / "cache", SMALL, progress=False).summary["processed"] == 0
+
+
 def test_cache_skips_corrupt_study_without_stopping(tmp_path):
     root = write_autopet_population(tmp_path / "d", DEFAULT_SUBJECTS[:2])
     studies = scan_autopet(root).studies
@@ -169,7 +183,7 @@ def test_prepare_cache_command(population, tmp_path, capsys):
             "--shape", "16", "16", "24", "--workers", "0", "--summary", str(summary)]
     assert main(args) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == str(tmp_path / "c" / SMALL.hash)
+    assert out.strip() == str(tmp_path / "c" / SMALL.hash / dataset_key(scan_autopet(population)))
     assert "2 studies (2 processed, 0 reused)" in err
     assert json.loads(summary.read_text())["studies"] == 2
     assert main(["prepare", "--data-dir", str(population), "--cache", str(tmp_path / "c"), "--spacing", "5"]) == 2

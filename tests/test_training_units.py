@@ -48,6 +48,9 @@ def test_config_errors_name_the_key(tmp_path):
     path.write_text(json.dumps({"training": {"ema": {"decay": 1.5}}}))
     with pytest.raises(ValueError, match="ema.decay must be in"):
         training_options(load_config(path), "base")
+    path.write_text(json.dumps({"base": {"train": {"lr_scheduler": "cosin"}}}))
+    with pytest.raises(ValueError, match=r"training.lr_scheduler must be one of linear, cosine, .*; got 'cosin'"):
+        training_options(load_config(path), "base")
     path.write_text(json.dumps({"training": {"learning_rate": "1e-4"}}))
     assert training_options(load_config(path), "base").learning_rate == 1e-4
     with pytest.raises(ValueError, match=r"stage must be one of \[.*'base'.*'sr'.*\], got 'vae'"):

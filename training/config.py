@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from diffusers.optimization import SchedulerType
+
 __all__ = ["load_config", "TrainingOptions", "EMAOptions", "training_options", "check_keys"]
 
 TOP_LEVEL_KEYS = ("name", "seed", "data", "encoder", "training", "base", "sr", "seg", "description")
@@ -96,6 +98,9 @@ class TrainingOptions:
             raise ValueError(
                 f"training.mixed_precision must be one of auto, no, fp16, bf16; got {self.mixed_precision!r}"
             )
+        schedules = [kind.value for kind in SchedulerType]
+        if self.lr_scheduler not in schedules:
+            raise ValueError(f"training.lr_scheduler must be one of {', '.join(schedules)}; got {self.lr_scheduler!r}")
         if not 0.0 <= float(self.ema.decay) < 1.0:
             raise ValueError(f"training.ema.decay must be in [0, 1), got {self.ema.decay!r}")
 

@@ -72,6 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mixed_precision", choices=("auto", "no", "fp16", "bf16"), default=None,
                         help="override training.mixed_precision")
     parser.add_argument("--preprocess_workers", type=int, default=None, help="override data.preprocess_workers")
+    parser.add_argument("--learning_rate", type=float, default=None, help="override training.learning_rate")
+    parser.add_argument("--lr_scheduler", default=None,
+                        help="override training.lr_scheduler (a diffusers.optimization name, e.g. linear, cosine); "
+                        "on resume the new schedule continues from the checkpoint's step: a cool-down")
     parser.add_argument("--seed", type=int, default=None, help="override the config seed")
     return parser.parse_args(argv)
 
@@ -166,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     stage_cls = get_stage(args.stage)
     options: TrainingOptions = training_options(config, args.stage)
-    for name in ("max_train_steps", "checkpointing_steps", "validation_steps", "mixed_precision"):
+    for name in ("max_train_steps", "checkpointing_steps", "validation_steps", "mixed_precision", "learning_rate",
+                 "lr_scheduler"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     options.__post_init__()

@@ -7,7 +7,7 @@ Three uses, chosen by the flags given:
     petct prepare --data-dir DATA/ [--demographics demographics.csv]
         scan an AutoPET or nnU-Net folder and list usable and skipped studies
     petct prepare --data-dir DATA/ --cache CACHE/ --spacing 8 [--shape 56 56 96] [--workers 4]
-        also preprocess every usable study into CACHE/<config hash>/ (index.json + arrays)
+        also preprocess every usable study into CACHE/<config hash>/<data set>/ (index.json + arrays)
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--verify", choices=("header", "full"), default="header",
                       help="image check while scanning: header + gzip size trailer (fast) or full decompression")
     data.add_argument("--summary", type=Path, help="also write the scan/cache summary as JSON here")
-    data.add_argument("--cache", type=Path, help="cache root; arrays go to CACHE/<config hash>/")
+    data.add_argument("--cache", type=Path, help="cache root; arrays go to CACHE/<config hash>/<data set>/")
     data.add_argument("--spacing", type=float, default=8.0,
                       help="isotropic voxel size in mm: 2, 4, 8 or 16 (default 8)")
     data.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),

@@ -5,7 +5,7 @@ PET/CT studies into the fixed-size model-space arrays the training scripts read.
 """
 
 from .autopet import scan_autopet
-from .cache import CachedVolumeDataset, CacheIndex, build_cache, open_cache
+from .cache import CachedVolumeDataset, CacheIndex, build_cache, dataset_key, open_cache
 from .nnunet import scan_nnunet
 from .preprocess import PreprocessConfig, preprocess_study
 from .scan import scan_dataset
@@ -16,6 +16,7 @@ __all__ = [
     "PreprocessConfig",
     "preprocess_study",
     "build_cache",
+    "dataset_key",
     "open_cache",
     "CacheIndex",
     "CachedVolumeDataset",

@@ -2,17 +2,19 @@
 
 Layout::
 
-    <cache_root>/<config hash>/
+    <cache_root>/<config hash>/<data set>/
         config.json              the PreprocessConfig (and the code version) that made it
         index.json               studies (key, demographics, files, grid, info), skipped studies, summary
         arrays/<key>.npy         (2, X, Y, Z) model-space CT+PET, float16 by default
         arrays/<key>_organs.npy  (X, Y, Z) uint8 organ labels, when the study has organs.nii.gz
 
 A different configuration hashes to a different folder, so changing spacing, grid or
-any option rebuilds; building again with the same configuration only processes studies
-that are new or whose files (size, mtime) or demographics changed. A study that fails
-preprocessing is listed in ``index.json["skipped"]`` with its reason; the build never
-stops for one bad study. Every file is written to a temporary name and renamed.
+any option rebuilds. ``<data set>`` is the data folder's name plus a hash of its resolved
+path: two data sets (training and held-out phantoms, say) never share a folder, so building
+one never prunes the other's arrays from under a running training. Building the same data
+set again with the same configuration only processes studies that are new or whose files
+(size, mtime) or demographics changed. A study that fails preprocessing is listed in
+``index.json["skipped"]`` with its reason; the build never stops for one bad study. Every file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -41,7 +44,7 @@ from ..io import atomic_path, read_json, write_json
 from .preprocess import PREPROCESS_VERSION, PreprocessConfig, preprocess_study
 from .study import ScanResult, StudyRecord
 
-__all__ = ["build_cache", "open_cache", "CacheIndex", "CachedVolumeDataset", "cache_dir_for"]
+__all__ = ["build_cache", "open_cache", "CacheIndex", "CachedVolumeDataset", "cache_dir_for", "dataset_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +54,23 @@ ARRAYS_DIR = "arrays"
 INDEX_FORMAT = 1
 
 
-def cache_dir_for(cache_root: str | os.PathLike, config: PreprocessConfig) -> Path:
-    return Path(cache_root) / config.hash
+def dataset_key(studies: ScanResult | Sequence[StudyRecord]) -> str:
+    """``<folder name>-<hash of the resolved path>`` of a scan's root (or the studies' common folder)."""
+    if isinstance(studies, ScanResult) and studies.root:
+        root = Path(studies.root).resolve()
+    else:
+        records = studies.studies if isinstance(studies, ScanResult) else list(studies)
+        if not records:
+            return "empty"
+        root = Path(os.path.commonpath([str(Path(r.directory).resolve()) for r in records]))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.name) or "root"
+    return f"{name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}"
+
+
+def cache_dir_for(cache_root: str | os.PathLike, config: PreprocessConfig,
+                  studies: ScanResult | Sequence[StudyRecord]) -> Path:
+    """Where ``build_cache`` puts these studies under this configuration."""
+    return Path(cache_root) / config.hash / dataset_key(studies)
 
 
 @dataclass
@@ -100,7 +118,7 @@ class CacheIndex:
 
 
 def open_cache(cache_dir: str | os.PathLike) -> CacheIndex:
-    """Read ``<cache_dir>/index.json`` (the folder named by the config hash)."""
+    """Read ``<cache_dir>/index.json`` (a folder written by :func:`build_cache`)."""
     directory = Path(cache_dir)
     path = directory / INDEX_NAME
     if not path.is_file():
@@ -174,7 +192,7 @@ def build_cache(
     num_workers: int = 0,
     progress: bool = True,
 ) -> CacheIndex:
-    """Preprocess the studies of ``scan`` into ``<cache_root>/<config.hash>`` and return its index.
+    """Preprocess the studies of ``scan`` into ``cache_dir_for(cache_root, config, scan)``; return its index.
 
     ``num_workers`` > 0 uses that many processes (spawned, so safe next to torch threads);
     0 processes in this process. Up-to-date entries of an existing index are reused.
@@ -185,7 +203,7 @@ def build_cache(
         studies, scan_skipped, scan_summary = list(scan), [], {}
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
-    directory = cache_dir_for(cache_root, config)
+    directory = cache_dir_for(cache_root, config, scan)
     started = time.perf_counter()
     with _locked(directory):
         previous: dict[str, dict[str, Any]] = {}
