@@ -46,7 +46,7 @@ from petct_pipeline.checkpoints import (  # noqa: E402
     default_model,
     default_segmenter,
 )
-from petct_pipeline.pipeline_petct import DEFAULT_SR_STEPS, DEFAULT_STEPS  # noqa: E402
+from petct_pipeline.pipeline_petct import DEFAULT_GUIDANCE_SCALE, DEFAULT_SR_STEPS, DEFAULT_STEPS  # noqa: E402
 
 logger = logging.getLogger("petct_space")
 
@@ -533,7 +533,7 @@ def build_demo() -> gr.Blocks:
                     )
                     guidance = gr.Slider(
                         *GUIDANCE_BOUNDS,
-                        value=1.0,
+                        value=DEFAULT_GUIDANCE_SCALE,
                         step=0.1,
                         label="Guidance scale",
                         info="1 = plain conditional model",

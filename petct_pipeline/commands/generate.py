@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, help="pipeline folder or hub repo id (default: shipped weights)")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 sampling steps")
     parser.add_argument("--sr-steps", type=int, default=None, help="super-resolution sampling steps")
-    parser.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance (1 = off)")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance of stage 1 (1 = off; default: the pipeline's)")
     parser.add_argument("--sr-chunk-size", type=int, default=None, help="SR z-chunk length in slices")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
     parser.set_defaults(func=run)

@@ -14,7 +14,8 @@ path: two data sets (training and held-out phantoms, say) never share a folder, 
 one never prunes the other's arrays from under a running training. Building the same data
 set again with the same configuration only processes studies that are new or whose files
 (size, mtime) or demographics changed. A study that fails preprocessing is listed in
-``index.json["skipped"]`` with its reason; the build never stops for one bad study. Every file is written to a temporary name and renamed.
+``index.json["skipped"]`` with its reason; the build never stops for one bad study. Every
+file is written to a temporary name and renamed.
 """
 
 from __future__ import annotations
