@@ -40,13 +40,14 @@ REPO = ROOT.parent
 sys.path.insert(0, str(REPO))
 
 from petct_pipeline import PETCTPipeline  # noqa: E402
+from petct_pipeline.data.preprocess import PreprocessConfig  # noqa: E402
 from petct_pipeline.demographics import Demographics  # noqa: E402
 from petct_pipeline.evaluation.statistics import fit_ols  # noqa: E402
 from petct_pipeline.intensity import from_model_space  # noqa: E402
 
 TERMS = ("weight", "height", "sex", "age")
 MEASURES = ("body_ml", "enclosed_air_ml", "body_suv_mean")
-BODY_HU = -500.0
+BODY_HU = PreprocessConfig.body_threshold_hu  # the training preprocessing's body threshold
 
 
 def coarse_anatomy(ct_hu: np.ndarray, suv: np.ndarray, spacing_mm: float) -> dict[str, float]:
@@ -62,7 +63,6 @@ def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, l
                        ) -> list[tuple[Demographics, dict[str, float]]]:
     """The reference studies on the stage-1 grid (training preprocessing, cached), with their demographics."""
     from petct_pipeline.data.cache import build_cache
-    from petct_pipeline.data.preprocess import PreprocessConfig
     from petct_pipeline.data.scan import scan_dataset
 
     config = PreprocessConfig(spacing=pipe.config.base_spacing, shape=tuple(pipe.config.base_shape),
