@@ -21,6 +21,7 @@ from training.edm import EDMLossConfig, edm_loss  # noqa: E402
 from training.stages import available_stages, build_scheduler, get_stage  # noqa: E402
 from training.stages.sr import upsample_box  # noqa: E402
 from training.step_sampler import StepBatchSampler  # noqa: E402
+from training.train import apply_learning_rate  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["phantom_demo", "autopet_paper"])
@@ -96,6 +97,32 @@ def test_edm_loss_is_the_schedulers_preconditioning(scheduler):
     expected = ((s**2 + sd**2) / (s * sd) ** 2 * (denoised - clean) ** 2).mean()
     torch.testing.assert_close(loss, expected)
     assert logs["sigma_min"] == pytest.approx(float(sigma.min()))
+
+
+@pytest.mark.parametrize("saved_at_step, factor", [(2, 0.5), (6, 1.0)])  # inside / after the 4 warm-up steps
+def test_resumed_schedule_takes_the_requested_learning_rate(saved_at_step, factor):
+    from diffusers.optimization import get_scheduler
+
+    def build(lr):
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3))], lr=lr)
+        return optimizer, get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=4)
+
+    optimizer, schedule = build(4e-4)
+    for _ in range(saved_at_step):
+        optimizer.step()
+        schedule.step()
+    resumed_optimizer, resumed_schedule = build(1e-4)
+    resumed_optimizer.load_state_dict(optimizer.state_dict())  # what accelerator.load_state does
+    resumed_schedule.load_state_dict(schedule.state_dict())
+    assert resumed_optimizer.param_groups[0]["lr"] == pytest.approx(4e-4 * factor)  # the old rate came back
+
+    assert apply_learning_rate(resumed_schedule, 1e-4) == [pytest.approx(1e-4 * factor)]
+    assert resumed_optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 * factor)
+    for _ in range(4):
+        resumed_optimizer.step()
+        resumed_schedule.step()
+    assert resumed_optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    assert resumed_schedule.get_last_lr() == [pytest.approx(1e-4)]
 
 
 def test_step_sampler_is_deterministic_sharded_and_resumable():

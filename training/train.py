@@ -121,6 +121,22 @@ def state_fingerprints(model: torch.nn.Module, optimizer, ema) -> dict[str, str]
     }
 
 
+def apply_learning_rate(lr_scheduler, learning_rate: float) -> list[float]:
+    """Make ``learning_rate`` the schedule's base rate; return the rates now in effect.
+
+    ``accelerator.load_state`` restores the checkpoint's optimizer and scheduler, whose base
+    rate is the one the checkpoint was trained with, so without this a resumed run would ignore
+    ``--learning_rate`` (e.g. a cool-down) and keep the old rate.
+    """
+    scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps it
+    scheduler.base_lrs = [learning_rate] * len(scheduler.base_lrs)
+    rates = [learning_rate * factor(scheduler.last_epoch) for factor in scheduler.lr_lambdas]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        group["initial_lr"], group["lr"] = learning_rate, rate
+    scheduler._last_lr = rates
+    return rates
+
+
 def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     folder = output_dir / CHECKPOINT_DIR
     if not folder.is_dir():
@@ -255,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             resumed = {"checkpoint": str(path), "step": state.global_step,
                        **state_fingerprints(accelerator.unwrap_model(model), optimizer, ema)}
             logger.info("resumed from %s at step %d", path, state.global_step)
+            rates = apply_learning_rate(lr_scheduler, learning_rate)
+            logger.info("learning rate %g (base %g)", rates[0], learning_rate)
 
     if accelerator.is_main_process and options.report_to != "none":
         accelerator.init_trackers(f"petct-{args.stage}", config={"stage": args.stage, **options.to_dict()})
