@@ -33,6 +33,24 @@ REPO = ROOT.parent
 sys.path.insert(0, str(REPO))
 
 
+def truth_grids(pipe) -> tuple[Any, Any]:
+    """The preprocessing of ``pipe``'s base grid and output grid: the truth as training sees it."""
+    from petct_pipeline.data.preprocess import PreprocessConfig
+
+    base = PreprocessConfig(spacing=pipe.config.base_spacing, shape=pipe.base_shape, include_organs=False)
+    fine = PreprocessConfig(spacing=pipe.output_spacing, shape=pipe.output_shape, include_organs=False)
+    return base, fine
+
+
+def refine(pipe, low: torch.Tensor, demographics, steps: int, seed: int) -> torch.Tensor:
+    """The SR stage alone on a (1, 2, *base_shape) volume, chunked and noise-augmented as the pipeline does."""
+    from petct_pipeline.pipeline_petct import _StepCounter
+
+    with torch.no_grad():
+        return pipe._sample_super_resolution(low, demographics, steps, pipe.config.sr_noise_level, 96, 8,
+                                             torch.Generator().manual_seed(seed), _StepCounter(None, ()))
+
+
 def compare(ct: np.ndarray, pet: np.ndarray, true_ct: np.ndarray, true_pet: np.ndarray) -> dict[str, float]:
     """Errors inside the true body (CT > -500 HU) in HU and SUV, and the CT texture ratio."""
     body = true_ct > -500.0
@@ -49,11 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from petct_pipeline import PETCTPipeline
     from petct_pipeline.checkpoints import default_model
-    from petct_pipeline.data.preprocess import PreprocessConfig, preprocess_study
+    from petct_pipeline.data.preprocess import preprocess_study
     from petct_pipeline.data.scan import scan_dataset
     from petct_pipeline.geometry import body_slices
     from petct_pipeline.intensity import from_model_space
-    from petct_pipeline.pipeline_petct import _StepCounter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped weights)")
@@ -69,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe.set_progress_bar_config(disable=True)
     scale, config = pipe.config.sr_scale, pipe.sr_scheduler.config
     sigmas = args.sigma_max or [float(config.sigma_max)]
-    base_grid = PreprocessConfig(spacing=pipe.config.base_spacing, shape=pipe.base_shape, include_organs=False)
-    fine_grid = PreprocessConfig(spacing=pipe.output_spacing, shape=pipe.output_shape, include_organs=False)
+    base_grid, fine_grid = truth_grids(pipe)
     studies = scan_dataset(args.data).studies[: args.limit]
 
     rows: list[dict[str, Any]] = []
@@ -88,12 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 if steps == 0:
                     volume = F.interpolate(low, scale_factor=scale, mode="trilinear", align_corners=False)[..., -body:]
                 else:
-                    generator = torch.Generator().manual_seed(index)
-                    with torch.no_grad():
-                        volume = pipe._sample_super_resolution(
-                            low, study.demographics, steps, pipe.config.sr_noise_level, 96, 8, generator,
-                            _StepCounter(None, ()),
-                        )
+                    volume = refine(pipe, low, study.demographics, steps, seed=index)
                 seconds = time.perf_counter() - start
                 ct, pet = from_model_space(volume[0, 0].numpy(), volume[0, 1].numpy())
                 row = {"subject": study.key, "steps": steps, "sigma_max": None if steps == 0 else sigma_max,

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(ROOT))
 
 from bench_quality import TARGETS, _run, read_deviations  # noqa: E402
+from bench_sr import refine, truth_grids  # noqa: E402
 
 VARIANTS = ("fine", "upsampled", "sr")
 
@@ -61,18 +62,17 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
     """Write the three cohorts and the matching reference subset under --work; return the timings."""
     from petct_pipeline import PETCTPipeline
     from petct_pipeline.checkpoints import default_model
-    from petct_pipeline.data.preprocess import PreprocessConfig, preprocess_study
+    from petct_pipeline.data.preprocess import preprocess_study
     from petct_pipeline.data.scan import scan_dataset
     from petct_pipeline.geometry import body_slices, ras_affine
     from petct_pipeline.intensity import from_model_space
     from petct_pipeline.pipeline_output import PETCTPipelineOutput
-    from petct_pipeline.pipeline_petct import DEFAULT_SR_STEPS, _StepCounter
+    from petct_pipeline.pipeline_petct import DEFAULT_SR_STEPS
 
     pipe = PETCTPipeline.from_pretrained(args.model or default_model())
     pipe.set_progress_bar_config(disable=True)
     sr_steps = args.sr_steps or DEFAULT_SR_STEPS
-    base_grid = PreprocessConfig(spacing=pipe.config.base_spacing, shape=pipe.base_shape, include_organs=False)
-    fine_grid = PreprocessConfig(spacing=pipe.output_spacing, shape=pipe.output_shape, include_organs=False)
+    base_grid, fine_grid = truth_grids(pipe)
     spacing = (pipe.output_spacing,) * 3
     seconds = dict.fromkeys(VARIANTS, 0.0)
     studies = scan_dataset(args.reference).studies[: args.limit]
@@ -91,10 +91,7 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
                 volume = F.interpolate(low, scale_factor=pipe.config.sr_scale, mode="trilinear",
                                        align_corners=False)[..., -body:]
             else:
-                with torch.no_grad():
-                    volume = pipe._sample_super_resolution(
-                        low, study.demographics, sr_steps, pipe.config.sr_noise_level, 96, 8,
-                        torch.Generator().manual_seed(index), _StepCounter(None, ()))
+                volume = refine(pipe, low, study.demographics, sr_steps, seed=index)
             seconds[variant] += time.perf_counter() - start
             ct, pet = from_model_space(volume[0, 0].float().numpy(), volume[0, 1].float().numpy())
             output = PETCTPipelineOutput(ct=[ct], pet=[pet], affines=[ras_affine(ct.shape, spacing)],
