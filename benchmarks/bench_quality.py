@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="*", default=[8, 16, 32, 64], help="stage-1 steps to sweep")
     parser.add_argument("--sweep-limit", type=int, default=None, help="sweep on the first N subjects only")
     parser.add_argument("--sr-steps", type=int, default=None, help="SR steps (default: the pipeline's)")
+    parser.add_argument("--back-projection-iterations", type=int, default=None,
+                        help="SR back-projection iterations (default: the pipeline's, 0 = off)")
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance of stage 1 (default: the pipeline's, 1 = off)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out subjects")
@@ -141,11 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep_rows = rows[: args.sweep_limit] if args.sweep_limit else rows
     common = ["--model", model] + (["--sr-steps", str(args.sr_steps)] if args.sr_steps else [])
     common += ["--guidance-scale", f"{args.guidance_scale:g}"] if args.guidance_scale is not None else []
+    if args.back_projection_iterations is not None:
+        common += ["--back-projection-iterations", str(args.back_projection_iterations)]
     segment = ["--segmenter", args.segmenter] if args.segmenter else []
     results: dict[str, Any] = {
         "model": model, "reference": str(args.reference), "subjects": len(rows), "family": FAMILY,
         "main_steps": args.main_steps, "sweep_subjects": len(sweep_rows), "targets_abs_pct": TARGETS,
         "sr_steps": args.sr_steps, "guidance_scale": args.guidance_scale,
+        "back_projection_iterations": args.back_projection_iterations,
         "segmenter": args.segmenter or "petct default",
         "machine": {"platform": platform.platform(), "python": platform.python_version()}, "sweep": {},
     }
@@ -219,13 +224,18 @@ def _row(label: str, run: dict[str, Any]) -> str:
             f"{trends['same_sign']}/{trends['significant_reference_trends']} | {run['non_finite_voxels']} |")
 
 
+def _or_default(value: Any) -> str:
+    return "pipeline default" if value is None else str(value)
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     header = ["| stage-1 steps | subjects | s / subject | worst organ-volume dev. | worst SUVmean dev. | "
               "trend signs (same/significant) | non-finite voxels |", "|---|---|---|---|---|---|---|"]
     lines = [f"# Quality vs held-out phantoms: {results['model']}", "",
              f"Reference {results['reference']}; segmenter {results['segmenter']}; deviation of the generated "
              f"subgroup mean from the reference's, subgroups {results['family']} (sex x age <=65 / >65) and all; "
-             f"guidance scale {results.get('guidance_scale') or 'pipeline default'}.",
+             f"guidance scale {results.get('guidance_scale') or 'pipeline default'}; SR back-projection "
+             f"iterations {_or_default(results.get('back_projection_iterations'))}.",
              "", "## Full evaluation", "", *header, _row(str(results["main_steps"]), results["main"])]
     if "phantom_baseline" in results:
         lines.append(_row("phantom twins*", results["phantom_baseline"]))

@@ -5,7 +5,9 @@ errors, SR blur and subgroup sampling noise are mixed. Here stage 1 is replaced 
 each held-out phantom is preprocessed to the base grid exactly as training does and then
 
 * ``upsampled``: trilinearly upsampled to the output grid (what SR starts from),
-* ``sr``: refined by the pipeline's SR stage (its default steps),
+* ``sr``: refined by the pipeline's SR stage (its default steps), not back-projected,
+* ``sr_back_projected``: that output back-projected onto the 16 mm volume in HU and SUV
+  (``back_projection.py``), as the pipeline does by default,
 * ``fine``: the truth preprocessed straight to the output grid (the floor of the method),
 
 and every variant is written as a generated cohort and compared with the same phantoms by
@@ -39,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench_quality import TARGETS, _run, read_deviations  # noqa: E402
 from bench_sr import refine, truth_grids  # noqa: E402
 
-VARIANTS = ("fine", "upsampled", "sr")
+VARIANTS = ("fine", "upsampled", "sr", "sr_back_projected")
 
 
 def subset_reference(reference: Path, subjects: list[str], dest: Path) -> Path:
@@ -67,7 +69,7 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
     from petct_pipeline.geometry import body_slices, ras_affine
     from petct_pipeline.intensity import from_model_space
     from petct_pipeline.pipeline_output import PETCTPipelineOutput
-    from petct_pipeline.pipeline_petct import DEFAULT_SR_STEPS
+    from petct_pipeline.pipeline_petct import DEFAULT_BACK_PROJECTION_ITERATIONS, DEFAULT_SR_STEPS
 
     pipe = PETCTPipeline.from_pretrained(args.model or default_model())
     pipe.set_progress_bar_config(disable=True)
@@ -90,8 +92,10 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
             elif variant == "upsampled":
                 volume = F.interpolate(low, scale_factor=pipe.config.sr_scale, mode="trilinear",
                                        align_corners=False)[..., -body:]
-            else:
+            elif variant == "sr":
                 volume = refine(pipe, low, study.demographics, sr_steps, seed=index)
+            else:  # the same SR output, back-projected as the pipeline does by default
+                volume = pipe._back_project(volume, low, DEFAULT_BACK_PROJECTION_ITERATIONS)
             seconds[variant] += time.perf_counter() - start
             ct, pet = from_model_space(volume[0, 0].float().numpy(), volume[0, 1].float().numpy())
             output = PETCTPipelineOutput(ct=[ct], pet=[pet], affines=[ras_affine(ct.shape, spacing)],
@@ -139,7 +143,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     timing = result["timing_s_per_subject"]
     lines = [f"# Stage errors: the cascade fed the true 16 mm volume ({result['model']})", "",
              f"{timing['subjects']} held-out phantoms of {result['reference']}, paired with themselves; "
-             f"SR {timing['sr_steps']} steps ({timing['sr']:.1f} s / subject, {result['threads']} threads). "
+             f"SR {timing['sr_steps']} steps ({timing['sr']:.1f} s / subject, {result['threads']} threads; "
+             f"back-projection {timing.get('sr_back_projected', 0.0):.1f} s). "
              "Deviation (%) of the all-subject mean from the phantoms' own.", ""]
     for metric in TARGETS:
         organs = list(result["variants"]["fine"]["deviation_pct"][metric]["all"])

@@ -25,6 +25,7 @@ from diffusers.schedulers import EDMDPMSolverMultistepScheduler, EDMEulerSchedul
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import __version__
+from .back_projection import back_project
 from .demographics import Demographics
 from .geometry import body_slices, coordinate_grid, ras_affine
 from .intensity import from_model_space, hu_to_model, suv_to_model
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 EDMScheduler = EDMEulerScheduler | EDMDPMSolverMultistepScheduler
 _MAX_STEPS = 1000
+_MAX_BACK_PROJECTION = 100
 _COMMIT_IN_PATH = re.compile(r"snapshots[/\\]([0-9a-f]{40})")
 
 
@@ -50,6 +52,10 @@ DEFAULT_SR_STEPS = 2
 #: follows the demographics too weakly at 1 (benchmarks/bench_conditioning.py: body volume ~ weight at
 #: 0.46 of the data's slope at 1, 0.98 at 2), so it is extrapolated away from the unconditional prediction
 DEFAULT_GUIDANCE_SCALE = 2.0
+#: default iterations of back-projecting the SR output onto the stage-1 volume in HU and SUV
+#: (back_projection.py): on the true 16 mm volumes of held-out phantoms it cut the SR stage's
+#: organ SUVmean bias by about two thirds; 6 iterations took about 1 s on 2 CPU cores
+DEFAULT_BACK_PROJECTION_ITERATIONS = 6
 
 
 class PETCTPipeline(DiffusionPipeline):
@@ -143,8 +149,11 @@ class PETCTPipeline(DiffusionPipeline):
         output_type: str,
         generator: Any,
         batch_size: int,
+        back_projection_iterations: int = 0,
     ) -> None:
-        validate_sampling_arguments(num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level)
+        validate_sampling_arguments(
+            num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, back_projection_iterations
+        )
         factor = self._downsampling_factor(self.sr_unet)
         if isinstance(sr_chunk_size, bool) or not isinstance(sr_chunk_size, int) or sr_chunk_size < factor:
             raise ValueError(f"sr_chunk_size must be an integer >= {factor}, got {sr_chunk_size!r}")
@@ -173,6 +182,7 @@ class PETCTPipeline(DiffusionPipeline):
         sr_noise_level: float | None = None,
         sr_chunk_size: int = 96,
         sr_chunk_overlap: int = 8,
+        back_projection_iterations: int = DEFAULT_BACK_PROJECTION_ITERATIONS,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
@@ -185,6 +195,8 @@ class PETCTPipeline(DiffusionPipeline):
         generator or one per subject (then a batch equals the single calls). The callback
         receives ``(pipe, step, timestep, {"latents": ..., "stage": "base"|"sr"})`` with
         ``step`` counted over both stages; returning ``{"latents": x}`` replaces the state.
+        ``back_projection_iterations`` (0 = off) corrects the SR output until it downsamples to
+        the stage-1 volume in HU and SUV, so SR adds detail without changing organ means.
         """
         subjects = self._as_demographics(demographics)
         batch_size = len(subjects)
@@ -199,6 +211,7 @@ class PETCTPipeline(DiffusionPipeline):
             output_type,
             generator,
             batch_size,
+            back_projection_iterations,
         )
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if unknown:
@@ -223,6 +236,7 @@ class PETCTPipeline(DiffusionPipeline):
                 generators[index],
                 step_counter,
             )
+            volume = self._back_project(volume, low_res[index : index + 1], back_projection_iterations)
             ct, pet = from_model_space(volume[0, 0].float(), volume[0, 1].float())
             affines.append(ras_affine(tuple(ct.shape), spacing))
             if output_type == "np":
@@ -230,7 +244,12 @@ class PETCTPipeline(DiffusionPipeline):
             outputs_ct.append(ct)
             outputs_pet.append(pet)
             sidecar = self._sidecar(
-                generators[index], num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level
+                generators[index],
+                num_inference_steps,
+                sr_num_inference_steps,
+                guidance_scale,
+                sr_noise_level,
+                back_projection_iterations,
             )
             metadata.append(sidecar)
 
@@ -331,6 +350,15 @@ class PETCTPipeline(DiffusionPipeline):
         # crop away the padding added to reach a multiple of the UNet's downsampling
         return volume[..., length - body :]
 
+    def _back_project(self, volume: torch.Tensor, low_res: torch.Tensor, iterations: int) -> torch.Tensor:
+        """back_project the SR output (last ``body`` slices of the grid) onto its (1, 2, *base_shape) input."""
+        if iterations <= 0:
+            return volume
+        body = volume.shape[-1]
+        full = F.interpolate(low_res.float(), scale_factor=self.config.sr_scale, mode="trilinear", align_corners=False)
+        full[..., -body:] = volume.float()
+        return back_project(full, low_res, iterations)[..., -body:].to(volume.dtype)
+
     def _sidecar(
         self,
         generator: torch.Generator | None,
@@ -338,6 +366,7 @@ class PETCTPipeline(DiffusionPipeline):
         sr_steps: int,
         guidance_scale: float,
         sr_noise_level: float,
+        back_projection_iterations: int,
     ) -> dict[str, Any]:
         name_or_path = str(self.config.get("_name_or_path", "") or "")
         commit = _COMMIT_IN_PATH.search(name_or_path)
@@ -351,6 +380,7 @@ class PETCTPipeline(DiffusionPipeline):
             "sr_num_inference_steps": sr_steps,
             "guidance_scale": guidance_scale,
             "sr_noise_level": sr_noise_level,
+            "back_projection_iterations": back_projection_iterations,
             "scheduler": type(self.scheduler).__name__,
             "sr_scheduler": type(self.sr_scheduler).__name__,
         }
@@ -366,9 +396,16 @@ class PETCTPipeline(DiffusionPipeline):
 
 
 def validate_sampling_arguments(
-    num_inference_steps: int, sr_num_inference_steps: int, guidance_scale: float, sr_noise_level: float
+    num_inference_steps: int,
+    sr_num_inference_steps: int,
+    guidance_scale: float,
+    sr_noise_level: float,
+    back_projection_iterations: int = 0,
 ) -> None:
     """Checks that need no model, so the CLI can reject bad flags before loading weights."""
+    value = back_projection_iterations
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_BACK_PROJECTION:
+        raise ValueError(f"back_projection_iterations must be an integer in [0, {_MAX_BACK_PROJECTION}], got {value!r}")
     for name, value in (
         ("num_inference_steps", num_inference_steps),
         ("sr_num_inference_steps", sr_num_inference_steps),

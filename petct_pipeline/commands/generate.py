@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance of stage 1 (1 = off; default: the pipeline's)")
     parser.add_argument("--sr-chunk-size", type=int, default=None, help="SR z-chunk length in slices")
+    parser.add_argument("--back-projection-iterations", type=int, default=None,
+                        help="iterations correcting the SR output to keep the stage-1 volume's HU and SUV "
+                        "(0 = off; default: the pipeline's)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
     parser.set_defaults(func=run)
 
@@ -67,6 +70,7 @@ def _call_kwargs(args: argparse.Namespace) -> dict:
         "sr_num_inference_steps": args.sr_steps,
         "guidance_scale": args.guidance_scale,
         "sr_chunk_size": args.sr_chunk_size,
+        "back_projection_iterations": args.back_projection_iterations,
     }
     return {key: value for key, value in kwargs.items() if value is not None}
 
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         call_kwargs.get("sr_num_inference_steps", 1),
         call_kwargs.get("guidance_scale", 1.0),
         0.0,
+        call_kwargs.get("back_projection_iterations", 0),
     )
     writable_dir(args.out, what="--out")
     if not args.verbose:
