@@ -158,9 +158,14 @@ def test_save_load_round_trip(tmp_path, monkeypatch):
     assert tuple(unet2.config.block_out_channels) == (8, 16)
     features = encoder.features(Demographics(age=40, sex="M", weight=80, height=180))
     inputs = _stage1_inputs(batch=1)
+    for saved, restored in ((unet, unet2), (encoder, encoder2)):
+        a, b = saved.state_dict(), restored.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # identical weights; some CPUs' matmul and conv kernels still differ in the last bits with the
+    # weights' (memory-mapped) alignment, so the outputs are compared to float32 tolerance
     with torch.no_grad():
-        torch.testing.assert_close(encoder2(features).embedding, encoder(features).embedding, rtol=0, atol=0)
-        torch.testing.assert_close(unet2(**inputs).sample, unet(**inputs).sample, rtol=0, atol=0)
+        torch.testing.assert_close(encoder2(features).embedding, encoder(features).embedding)
+        torch.testing.assert_close(unet2(**inputs).sample, unet(**inputs).sample, rtol=1e-4, atol=1e-5)
 
 
 def test_gradient_checkpointing_same_gradients_and_used(monkeypatch):
