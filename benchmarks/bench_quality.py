@@ -234,7 +234,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Quality vs held-out phantoms: {results['model']}", "",
              f"Reference {results['reference']}; segmenter {results['segmenter']}; deviation of the generated "
              f"subgroup mean from the reference's, subgroups {results['family']} (sex x age <=65 / >65) and all; "
-             f"guidance scale {results.get('guidance_scale') or 'pipeline default'}; SR back-projection "
+             f"guidance scale {_or_default(results.get('guidance_scale'))}; SR back-projection "
              f"iterations {_or_default(results.get('back_projection_iterations'))}.",
              "", "## Full evaluation", "", *header, _row(str(results["main_steps"]), results["main"])]
     if "phantom_baseline" in results:

@@ -61,7 +61,7 @@ def subset_reference(reference: Path, subjects: list[str], dest: Path) -> Path:
 
 
 def write_variants(args: argparse.Namespace) -> dict[str, Any]:
-    """Write the three cohorts and the matching reference subset under --work; return the timings."""
+    """Write one cohort per variant and the matching reference subset under --work; return the timings."""
     from petct_pipeline import PETCTPipeline
     from petct_pipeline.checkpoints import default_model
     from petct_pipeline.data.preprocess import preprocess_study
@@ -93,9 +93,9 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
                 volume = F.interpolate(low, scale_factor=pipe.config.sr_scale, mode="trilinear",
                                        align_corners=False)[..., -body:]
             elif variant == "sr":
-                volume = refine(pipe, low, study.demographics, sr_steps, seed=index)
+                volume = refined = refine(pipe, low, study.demographics, sr_steps, seed=index)
             else:  # the same SR output, back-projected as the pipeline does by default
-                volume = pipe._back_project(volume, low, DEFAULT_BACK_PROJECTION_ITERATIONS)
+                volume = pipe._back_project(refined, low, DEFAULT_BACK_PROJECTION_ITERATIONS)
             seconds[variant] += time.perf_counter() - start
             ct, pet = from_model_space(volume[0, 0].float().numpy(), volume[0, 1].float().numpy())
             output = PETCTPipelineOutput(ct=[ct], pet=[pet], affines=[ras_affine(ct.shape, spacing)],

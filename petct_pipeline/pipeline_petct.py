@@ -150,7 +150,7 @@ class PETCTPipeline(DiffusionPipeline):
         output_type: str,
         generator: Any,
         batch_size: int,
-        back_projection_iterations: int = 0,
+        back_projection_iterations: int,
     ) -> None:
         validate_sampling_arguments(
             num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, back_projection_iterations
@@ -404,15 +404,13 @@ def validate_sampling_arguments(
     back_projection_iterations: int = 0,
 ) -> None:
     """Checks that need no model, so the CLI can reject bad flags before loading weights."""
-    value = back_projection_iterations
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_BACK_PROJECTION:
-        raise ValueError(f"back_projection_iterations must be an integer in [0, {_MAX_BACK_PROJECTION}], got {value!r}")
-    for name, value in (
-        ("num_inference_steps", num_inference_steps),
-        ("sr_num_inference_steps", sr_num_inference_steps),
+    for name, value, low, high in (
+        ("num_inference_steps", num_inference_steps, 1, _MAX_STEPS),
+        ("sr_num_inference_steps", sr_num_inference_steps, 1, _MAX_STEPS),
+        ("back_projection_iterations", back_projection_iterations, 0, _MAX_BACK_PROJECTION),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_STEPS:
-            raise ValueError(f"{name} must be an integer in [1, {_MAX_STEPS}], got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     for name, value, high in (("guidance_scale", guidance_scale, 20.0), ("sr_noise_level", sr_noise_level, 1.0)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
