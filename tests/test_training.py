@@ -190,3 +190,10 @@ def test_export_rejects_mismatched_stages(tmp_path, capsys):
     assert "expected 'base'" in capsys.readouterr().err
     assert export_main(["--base", str(tmp_path), "--sr", str(sr), "--out", str(tmp_path / "o")]) == 2
     assert "no stage.json" in capsys.readouterr().err
+    # a released pipeline can supply either stage
+    shipped = REPO / "checkpoints" / "petct-phantom-demo"
+    out = tmp_path / "swapped"
+    assert export_main(["--base", str(shipped), "--sr", str(shipped), "--out", str(out)]) == 0
+    provenance = json.loads((out / "training_provenance.json").read_text())
+    assert provenance["sr"]["from_pipeline"] == str(shipped) and provenance["base"]["global_step"] == 6000
+    assert json.loads((out / "model_index.json").read_text()) == json.loads((shipped / "model_index.json").read_text())

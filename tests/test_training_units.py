@@ -161,3 +161,54 @@ def test_train_script_reports_bad_config_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "train.py: error: spacing must be one of [2, 4, 8, 16] mm, got 5"
     )
+
+
+def _tiny_config(tmp_path: Path, block_out_channels: list[int]) -> dict:
+    path = tmp_path / f"tiny_{'_'.join(map(str, block_out_channels))}.json"
+    unet = {"block_out_channels": block_out_channels, "layers_per_block": 1,
+            "attention_levels": [False] * len(block_out_channels), "norm_num_groups": 4}
+    path.write_text(json.dumps({"encoder": {"embedding_dim": 16, "hidden_dim": 16},
+                                "base": {"grid": {"spacing": 16, "shape": [8, 8, 16]}, "unet": unet}}))
+    return load_config(path)
+
+
+def test_init_weights_loads_a_stage_output_and_rejects_another_architecture(tmp_path):
+    from accelerate import Accelerator
+
+    stage = get_stage("base")(_tiny_config(tmp_path, [8, 16]), Accelerator(cpu=True))
+    trained = stage.build_model()
+    torch.nn.init.normal_(trained.unet.conv_in.weight)  # differs from any fresh initialisation
+    stage.save_final(trained, tmp_path / "run")
+    (tmp_path / "run" / "stage.json").write_text(json.dumps({"stage": "base", "global_step": 7}))
+
+    fresh = stage.build_model()
+    info = stage.init_from_pretrained(fresh, tmp_path / "run")
+    for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert info["components"] == ["demographic_encoder", "unet"] and info["source"]["global_step"] == 7
+
+    other = get_stage("base")(_tiny_config(tmp_path, [8, 32]), Accelerator(cpu=True))
+    with pytest.raises(ValueError, match=r"another architecture than the config: block_out_channels"):
+        other.init_from_pretrained(other.build_model(), tmp_path / "run")
+    with pytest.raises(NotADirectoryError, match="--init_weights .*missing: no such folder"):
+        stage.init_from_pretrained(fresh, tmp_path / "missing")
+    seg_config = load_config(REPO / "training" / "configs" / "seg_phantom.yaml")
+    with pytest.raises(ValueError, match="--init_weights is not supported by stage 'seg'"):
+        get_stage("seg")(seg_config, Accelerator(cpu=True)).init_from_pretrained(torch.nn.Linear(1, 1), tmp_path)
+
+
+def test_shipped_pipeline_seeds_both_stages_of_its_config():
+    from accelerate import Accelerator
+
+    config = load_config(REPO / "training" / "configs" / "phantom_demo.yaml")
+    shipped = REPO / "checkpoints" / "petct-phantom-demo"
+    for name, component in (("base", "unet"), ("sr", "sr_unet")):
+        stage = get_stage(name)(config, Accelerator(cpu=True))
+        model = stage.build_model()
+        info = stage.init_from_pretrained(model, shipped)
+        assert component in info["components"] and "base" in info["source"]
+        from safetensors.torch import load_file
+
+        saved = load_file(str(shipped / component / "diffusion_pytorch_model.safetensors"))
+        for key, value in model.unet.state_dict().items():
+            assert torch.equal(value, saved[key]), key

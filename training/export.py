@@ -4,8 +4,13 @@
     python training/export.py --base runs/base --sr runs/sr --out checkpoints/my-pipeline
 
 The demographic encoder, UNet and scheduler come from the base stage's output folder,
-the SR UNet and scheduler from the SR stage's; both hold EMA weights. The pipeline's
-geometry (base grid, SR scale, SR noise level) comes from the stages' ``stage.json``,
+the SR UNet and scheduler from the SR stage's; both hold EMA weights. Either may instead be
+an exported pipeline folder, to swap one retrained stage into a released cascade:
+
+    python training/export.py --base runs/base_ft --sr checkpoints/petct-phantom-demo --out checkpoints/new
+
+The pipeline's geometry (base grid, SR scale, SR noise level) comes from the stages' ``stage.json``
+(a pipeline folder's ``model_index.json``),
 which is checked for consistency (the SR stage must have been trained on the base
 stage's grid). The folder is assembled under a temporary name and renamed into place.
 """
@@ -29,10 +34,27 @@ EDM_SCHEDULERS = ("EDMDPMSolverMultistepScheduler", "EDMEulerScheduler")
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
+def _pipeline_stage_info(folder: Path, expected: str) -> dict[str, Any]:
+    """A stage's facts as stage.json would give them, read from an exported pipeline folder."""
+    index = json.loads((folder / "model_index.json").read_text())
+    provenance_path = folder / "training_provenance.json"
+    provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
+    base_grid = {"spacing": index["base_spacing"], "shape": index["base_shape"]}
+    info: dict[str, Any] = {**provenance.get(expected, {}), "stage": expected, "from_pipeline": str(folder)}
+    if expected == "base":
+        info["grid"] = base_grid
+    else:
+        info.update(base_grid=base_grid, scale=index["sr_scale"], noise_augmentation=index["sr_noise_level"])
+    return info
+
+
 def _stage_info(folder: Path, expected: str) -> dict[str, Any]:
     path = folder / "stage.json"
+    if not path.is_file() and (folder / "model_index.json").is_file():
+        return _pipeline_stage_info(folder, expected)
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} is not a finished training output: no stage.json (train it to the end)")
+        raise FileNotFoundError(f"{folder} is neither a finished training output (no stage.json: train it to the "
+                                "end) nor an exported pipeline (no model_index.json)")
     info = json.loads(path.read_text())
     if info.get("stage") != expected:
         raise ValueError(f"{folder} holds stage {info.get('stage')!r}, expected {expected!r}")
@@ -79,9 +101,11 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
     try:
         pipe.save_pretrained(staging, safe_serialization=True)
         provenance = {
-            "base": {k: base.get(k) for k in ("config_name", "global_step", "world_size", "grid", "data", "seed")},
+            "base": {k: base.get(k) for k in ("config_name", "global_step", "world_size", "grid", "data", "seed",
+                                              "init_weights", "from_pipeline") if k in base},
             "sr": {k: sr.get(k) for k in ("config_name", "global_step", "world_size", "grid", "scale", "patch_size",
-                                          "noise_augmentation", "sigma_data", "seed")},
+                                          "noise_augmentation", "sigma_data", "seed", "init_weights", "from_pipeline")
+                   if k in sr},
         }
         (staging / "training_provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
         unsafe = [p.name for p in staging.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
@@ -98,8 +122,10 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", type=Path, required=True, help="output folder of `train.py --stage base`")
-    parser.add_argument("--sr", type=Path, required=True, help="output folder of `train.py --stage sr`")
+    parser.add_argument("--base", type=Path, required=True,
+                        help="output folder of `train.py --stage base` (or a pipeline folder to take it from)")
+    parser.add_argument("--sr", type=Path, required=True,
+                        help="output folder of `train.py --stage sr` (or a pipeline folder to take it from)")
     parser.add_argument("--out", type=Path, required=True, help="pipeline folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)

@@ -3,7 +3,7 @@
 
     accelerate launch training/train.py --config training/configs/phantom_demo.yaml \\
         --stage base --data_dir DATA --output_dir runs/base [--max_train_steps N] \\
-        [--resume_from_checkpoint latest|PATH]
+        [--resume_from_checkpoint latest|PATH] [--init_weights PIPELINE_OR_STAGE_DIR]
 
 Two real CPU ranks (plain ``--cpu --num_processes 2`` silently starts one process):
 
@@ -18,6 +18,7 @@ from there. Output::
                                             + petct_state.json (step, world size, state fingerprints)
     OUTPUT/<component>/                     EMA weights, save_pretrained (safetensors), at the end
     OUTPUT/stage.json                       what export.py needs: stage, grid, steps, data summary
+    OUTPUT/init_weights.json                the --init_weights source, when the run started from one
     OUTPUT/train_log.json, logs/loss.jsonl  world size, runs, resumes; loss every log_steps
     OUTPUT/validation/*.png                 samples every validation_steps and at the end
 """
@@ -52,6 +53,7 @@ logger = logging.getLogger("petct.train")
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "petct_state.json"
+INIT_WEIGHTS_FILE = "init_weights.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_train_steps", type=int, default=None, help="override training.max_train_steps")
     parser.add_argument("--resume_from_checkpoint", default=None,
                         help="'latest' (newest in OUTPUT/checkpoints; fresh start if none) or a checkpoint folder")
+    parser.add_argument("--init_weights", type=Path, default=None,
+                        help="start from the weights of a finished stage output or an exported pipeline folder "
+                             "(fine-tuning: optimiser, schedule and EMA start fresh; a resumed checkpoint wins)")
     parser.add_argument("--cache_dir", type=Path, default=None,
                         help="preprocessing cache root (default OUTPUT/cache); share it between stages")
     parser.add_argument("--demographics_csv", type=Path, default=None,
@@ -231,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("%d training samples", len(dataset))
 
     model = stage.build_model()
+    initialised = stage.init_from_pretrained(model, args.init_weights) if args.init_weights else None
+    if initialised:
+        logger.info("weights of %s loaded from %s", ", ".join(initialised["components"]), initialised["path"])
+        if accelerator.is_main_process:  # remembered for resumed runs, which start from a checkpoint instead
+            write_json(initialised, output_dir / INIT_WEIGHTS_FILE)
+    elif (output_dir / INIT_WEIGHTS_FILE).is_file():
+        initialised = json.loads((output_dir / INIT_WEIGHTS_FILE).read_text())
     if options.gradient_checkpointing:
         stage.enable_gradient_checkpointing(model)
     ema = EMAModel(
@@ -300,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "effective_batch_size": options.batch_size * accumulation * world,
         "samples": len(dataset),
         "resumed": resumed,
+        "init_weights": initialised,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     loss_log = output_dir / "logs" / "loss.jsonl"
@@ -413,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             "config_path": str(args.config),
             "seed": seed,
             "global_step": state.global_step,
+            "init_weights": initialised,
             "world_size": world,
             "training": options.to_dict(),
             "data": {"data_dir": str(args.data_dir), **{k: v for k, v in stage.data_info.items() if k != "skipped"},

@@ -73,6 +73,8 @@ class Stage(ABC):
     section_keys: ClassVar[tuple[str, ...]]
     #: names of the saved component folders, for stage.json and export
     components: ClassVar[tuple[str, ...]]
+    #: ``{attribute of the trainable module: component folder}`` that ``--init_weights`` loads
+    pretrained_components: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: dict[str, Any], accelerator) -> None:
         if self.name not in config or not isinstance(config[self.name], dict):
@@ -118,6 +120,14 @@ class Stage(ABC):
     def loss(self, model: torch.nn.Module, batch: dict[str, Any], generator: torch.Generator
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one micro-batch; ``model`` is the prepared (possibly DDP-wrapped) module."""
+
+    def init_from_pretrained(self, model: torch.nn.Module, directory: Path) -> dict[str, Any]:
+        """Load the trainable components' weights from a stage output or pipeline folder (fine-tuning)."""
+        from ..pretrained import init_from_pretrained
+
+        if not self.pretrained_components:
+            raise ValueError(f"--init_weights is not supported by stage {self.name!r}")
+        return init_from_pretrained(model, directory, self.pretrained_components)
 
     def enable_gradient_checkpointing(self, model: torch.nn.Module) -> None:
         for module in model.modules():

@@ -77,6 +77,7 @@ class BaseStage(Stage):
     name = "base"
     section_keys = ("grid", "unet", "scheduler", "loss", "cfg_dropout", "validation", "train")
     components = ("demographic_encoder", "unet", "scheduler")
+    pretrained_components = {"encoder": "demographic_encoder", "unet": "unet"}
 
     def __init__(self, config: dict[str, Any], accelerator) -> None:
         super().__init__(config, accelerator)

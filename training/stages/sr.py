@@ -102,6 +102,7 @@ class SRStage(Stage):
     name = "sr"
     section_keys = ("grid", "patch_size", "unet", "scheduler", "loss", "noise_augmentation", "validation", "train")
     components = ("sr_unet", "sr_scheduler")
+    pretrained_components = {"unet": "sr_unet"}
 
     def __init__(self, config: dict[str, Any], accelerator) -> None:
         super().__init__(config, accelerator)

@@ -1,0 +1,69 @@
+"""Start a stage from saved weights (``train.py --init_weights``): fine-tuning without the old run's state.
+
+A finished stage output and an exported pipeline folder both hold one save_pretrained
+folder per component (``unet/``, ``demographic_encoder/``, ``sr_unet/`` ...), so either can
+seed a new run. Only the weights are taken; the optimiser, learning-rate schedule and EMA
+start fresh, which is what a fine-tune (e.g. with another loss weighting) wants.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["WEIGHTS_NAME", "load_component_weights", "init_from_pretrained"]
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+
+def _architecture_differences(module: torch.nn.Module, saved: dict[str, Any]) -> list[str]:
+    current = dict(getattr(module, "config", {}) or {})
+    differences = []
+    for key, value in sorted(current.items()):
+        if key.startswith("_") or key not in saved:
+            continue
+        left, right = json.loads(json.dumps(value)), saved[key]  # tuples vs lists
+        if left != right:
+            differences.append(f"{key}: config {left!r}, saved {right!r}")
+    return differences
+
+
+def load_component_weights(module: torch.nn.Module, folder: Path) -> None:
+    """Load ``folder``'s safetensors weights into ``module``; ValueError if the architecture differs."""
+    from safetensors.torch import load_file
+
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"--init_weights: {weights} not found (expected a save_pretrained folder)")
+    config_path = folder / "config.json"
+    if config_path.is_file():
+        differences = _architecture_differences(module, json.loads(config_path.read_text()))
+        if differences:
+            raise ValueError(f"--init_weights: {folder} has another architecture than the config: "
+                             + "; ".join(differences))
+    state = load_file(str(weights))
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"--init_weights: {folder} does not fit the configured model: {error}") from None
+
+
+def init_from_pretrained(model: torch.nn.Module, directory: Path, components: dict[str, str]) -> dict[str, Any]:
+    """Load every ``{attribute: folder name}`` of ``components`` from ``directory``; provenance for stage.json."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"--init_weights {directory}: no such folder")
+    for attribute, name in components.items():
+        load_component_weights(getattr(model, attribute), directory / name)
+    info: dict[str, Any] = {"path": str(directory), "components": sorted(components.values())}
+    for record in ("stage.json", "training_provenance.json"):
+        path = directory / record
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            info["source"] = {k: saved.get(k) for k in ("stage", "config_name", "global_step", "seed", "init_weights")
+                              if k in saved} if record == "stage.json" else saved
+            break
+    return info
