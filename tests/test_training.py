@@ -174,6 +174,16 @@ def test_two_ranks_resume_sr_export_generate(workspace):
     assert output.spacing == (8.0, 8.0, 8.0)
     assert np.isfinite(ct).all() and np.isfinite(pet).all() and pet.min() >= 0.0
 
+    # fine-tune stage 1 from the exported pipeline; a resume without the flag still reports the source
+    tuned = workspace["root"] / "tuned"
+    _run([sys.executable, str(TRAIN), *_common(workspace, "base", tuned), "--init_weights", str(out),
+          "--max_train_steps", "1", "--checkpointing_steps", "1"])
+    _run([sys.executable, str(TRAIN), *_common(workspace, "base", tuned), "--max_train_steps", "2",
+          "--checkpointing_steps", "1", "--resume_from_checkpoint", "latest"])
+    tuned_stage = json.loads((tuned / "stage.json").read_text())
+    assert tuned_stage["global_step"] == 2 and tuned_stage["init_weights"]["path"] == str(out)
+    assert tuned_stage["init_weights"]["source"]["base"]["global_step"] == 3
+
 
 def test_export_rejects_mismatched_stages(tmp_path, capsys):
     sys.path.insert(0, str(REPO))

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("weights of %s loaded from %s", ", ".join(initialised["components"]), initialised["path"])
         if accelerator.is_main_process:  # remembered for resumed runs, which start from a checkpoint instead
             write_json(initialised, output_dir / INIT_WEIGHTS_FILE)
-    elif (output_dir / INIT_WEIGHTS_FILE).is_file():
+    elif args.resume_from_checkpoint and (output_dir / INIT_WEIGHTS_FILE).is_file():
         initialised = json.loads((output_dir / INIT_WEIGHTS_FILE).read_text())
     if options.gradient_checkpointing:
         stage.enable_gradient_checkpointing(model)
