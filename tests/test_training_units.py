@@ -193,6 +193,7 @@ def test_init_weights_loads_a_stage_output_and_rejects_another_architecture(tmp_
     with pytest.raises(NotADirectoryError, match="--init_weights .*missing: no such folder"):
         stage.init_from_pretrained(fresh, tmp_path / "missing")
     seg_config = load_config(REPO / "training" / "configs" / "seg_phantom.yaml")
+    seg_config["seg"]["validation"] = {}  # its held-out folder is local data, absent in a clean clone
     with pytest.raises(ValueError, match="--init_weights is not supported by stage 'seg'"):
         get_stage("seg")(seg_config, Accelerator(cpu=True)).init_from_pretrained(torch.nn.Linear(1, 1), tmp_path)
 
