@@ -32,6 +32,8 @@ __all__ = ["export_pipeline", "main"]
 
 EDM_SCHEDULERS = ("EDMDPMSolverMultistepScheduler", "EDMEulerScheduler")
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+#: stage facts copied into training_provenance.json (present ones only: a pipeline folder has fewer)
+PROVENANCE_COMMON = ("config_name", "global_step", "world_size", "grid", "seed", "init_weights", "from_pipeline")
 
 
 def _pipeline_stage_info(folder: Path, expected: str) -> dict[str, Any]:
@@ -101,11 +103,9 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
     try:
         pipe.save_pretrained(staging, safe_serialization=True)
         provenance = {
-            "base": {k: base.get(k) for k in ("config_name", "global_step", "world_size", "grid", "data", "seed",
-                                              "init_weights", "from_pipeline") if k in base},
-            "sr": {k: sr.get(k) for k in ("config_name", "global_step", "world_size", "grid", "scale", "patch_size",
-                                          "noise_augmentation", "sigma_data", "seed", "init_weights", "from_pipeline")
-                   if k in sr},
+            name: {k: info[k] for k in (*PROVENANCE_COMMON, *extra) if k in info}
+            for name, info, extra in (("base", base, ("data",)),
+                                      ("sr", sr, ("scale", "patch_size", "noise_augmentation", "sigma_data")))
         }
         (staging / "training_provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
         unsafe = [p.name for p in staging.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]

@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["WEIGHTS_NAME", "load_component_weights", "init_from_pretrained"]
-
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+__all__ = ["load_component_weights", "init_from_pretrained"]
 
 
 def _architecture_differences(module: torch.nn.Module, saved: dict[str, Any]) -> list[str]:
@@ -33,9 +31,10 @@ def _architecture_differences(module: torch.nn.Module, saved: dict[str, Any]) ->
 
 def load_component_weights(module: torch.nn.Module, folder: Path) -> None:
     """Load ``folder``'s safetensors weights into ``module``; ValueError if the architecture differs."""
+    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
     from safetensors.torch import load_file
 
-    weights = folder / WEIGHTS_NAME
+    weights = folder / SAFETENSORS_WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"--init_weights: {weights} not found (expected a save_pretrained folder)")
     config_path = folder / "config.json"
@@ -59,11 +58,11 @@ def init_from_pretrained(model: torch.nn.Module, directory: Path, components: di
     for attribute, name in components.items():
         load_component_weights(getattr(model, attribute), directory / name)
     info: dict[str, Any] = {"path": str(directory), "components": sorted(components.values())}
-    for record in ("stage.json", "training_provenance.json"):
-        path = directory / record
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            info["source"] = {k: saved.get(k) for k in ("stage", "config_name", "global_step", "seed", "init_weights")
-                              if k in saved} if record == "stage.json" else saved
-            break
+    stage_json, provenance = directory / "stage.json", directory / "training_provenance.json"
+    if stage_json.is_file():  # a training output: its headline facts
+        saved = json.loads(stage_json.read_text())
+        keys = ("stage", "config_name", "global_step", "seed", "init_weights")
+        info["source"] = {k: saved[k] for k in keys if k in saved}
+    elif provenance.is_file():  # an exported pipeline: both stages' provenance as written by export.py
+        info["source"] = json.loads(provenance.read_text())
     return info
