@@ -78,7 +78,7 @@ def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, l
 
 @torch.no_grad()
 def generated_measures(pipe: PETCTPipeline, subjects: list[Demographics], steps: int, guidance: float,
-                       batch_size: int) -> list[dict[str, float]]:
+                       prior_scale: float, batch_size: int) -> list[dict[str, float]]:
     """Stage-1 samples (seed = position in the list) measured like the reference."""
     from petct_pipeline.pipeline_petct import _StepCounter
 
@@ -87,7 +87,8 @@ def generated_measures(pipe: PETCTPipeline, subjects: list[Demographics], steps:
         chunk = subjects[start : start + batch_size]
         generators = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
         # the pipeline's own stage-1 sampler; one generator per subject draws the same noise as single calls
-        low_res = pipe._sample_base(chunk, steps, guidance, generators, _StepCounter(None, ())).float().numpy()
+        low_res = pipe._sample_base(chunk, steps, guidance, prior_scale, generators, _StepCounter(None, ()))
+        low_res = low_res.float().numpy()
         for volume in low_res:
             ct, suv = from_model_space(volume[0], volume[1])
             rows.append(coarse_anatomy(ct, suv, pipe.config.base_spacing))
@@ -116,7 +117,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     guidance = [str(g) for g in results["guidance"]]
     lines = [f"# Stage-1 conditioning: {results['model']}", "",
              f"Reference {results['reference']} ({results['subjects']} subjects, their demographics, one seed each), "
-             f"{results['steps']} stage-1 steps. Regression coefficient per unit (kg, cm, M vs F, year) on each side; "
+             f"{results['steps']} stage-1 steps, demographic prior scale {results.get('prior_scale', 0)}. "
+             "Regression coefficient per unit (kg, cm, M vs F, year) on each side; "
              "ratio = generated / reference where the reference's p < 0.05.", "",
              "| measure ~ term | reference (p) | " + " | ".join(f"guidance {g}" for g in guidance) + " |",
              "|---" * (2 + len(guidance)) + "|"]
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N reference studies")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: the pipeline's)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], help="guidance scales to compare")
+    parser.add_argument("--prior-scale", type=float, default=None,
+                        help="weight of the demographic prior (default: the pipeline's, 0 = off)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="preprocessing processes")
     parser.add_argument("--tag", default="cpu")
@@ -158,17 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or DEFAULT_STEPS
     pipe = PETCTPipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
+    prior_scale = pipe.default_prior_scale if args.prior_scale is None else args.prior_scale
     reference = reference_measures(args.reference, pipe, args.cache_dir, args.limit, args.workers)
     subjects = [subject for subject, _ in reference]
     reference_fit = slopes(subjects, [values for _, values in reference])
     results: dict[str, Any] = {
         "model": str(model), "reference": str(args.reference), "subjects": len(subjects), "steps": steps,
-        "guidance": args.guidance, "reference_fit": reference_fit, "generated": {},
+        "guidance": args.guidance, "prior_scale": prior_scale, "reference_fit": reference_fit, "generated": {},
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
     }
     for guidance in args.guidance:
         start = time.perf_counter()
-        values = generated_measures(pipe, subjects, steps, guidance, args.batch_size)
+        values = generated_measures(pipe, subjects, steps, guidance, prior_scale, args.batch_size)
         seconds = time.perf_counter() - start
         fit = slopes(subjects, values)
         results["generated"][str(guidance)] = {"fit": fit, "slope_ratio": slope_ratio(fit, reference_fit),

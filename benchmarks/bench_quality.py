@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="SR back-projection iterations (default: the pipeline's, 0 = off)")
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance of stage 1 (default: the pipeline's, 1 = off)")
+    parser.add_argument("--prior-scale", type=float, default=None,
+                        help="weight of the demographic prior in stage 1 (default: the pipeline's, 0 = off)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out subjects")
     parser.add_argument("--diversity-seeds", type=int, default=4, help="samples of one demographic tuple (0: skip)")
     parser.add_argument("--workers", type=int, default=2, help="petct evaluate --workers")
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_rows = rows[: args.sweep_limit] if args.sweep_limit else rows
     common = ["--model", model] + (["--sr-steps", str(args.sr_steps)] if args.sr_steps else [])
     common += ["--guidance-scale", f"{args.guidance_scale:g}"] if args.guidance_scale is not None else []
+    common += ["--prior-scale", f"{args.prior_scale:g}"] if args.prior_scale is not None else []
     if args.back_projection_iterations is not None:
         common += ["--back-projection-iterations", str(args.back_projection_iterations)]
     segment = ["--segmenter", args.segmenter] if args.segmenter else []
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": model, "reference": str(args.reference), "subjects": len(rows), "family": FAMILY,
         "main_steps": args.main_steps, "sweep_subjects": len(sweep_rows), "targets_abs_pct": TARGETS,
         "sr_steps": args.sr_steps, "guidance_scale": args.guidance_scale,
+        "prior_scale": args.prior_scale,
         "back_projection_iterations": args.back_projection_iterations,
         "segmenter": args.segmenter or "petct default",
         "machine": {"platform": platform.platform(), "python": platform.python_version()}, "sweep": {},
@@ -234,7 +238,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Quality vs held-out phantoms: {results['model']}", "",
              f"Reference {results['reference']}; segmenter {results['segmenter']}; deviation of the generated "
              f"subgroup mean from the reference's, subgroups {results['family']} (sex x age <=65 / >65) and all; "
-             f"guidance scale {_or_default(results.get('guidance_scale'))}; SR back-projection "
+             f"guidance scale {_or_default(results.get('guidance_scale'))}; demographic prior scale "
+             f"{_or_default(results.get('prior_scale'))}; SR back-projection "
              f"iterations {_or_default(results.get('back_projection_iterations'))}.",
              "", "## Full evaluation", "", *header, _row(str(results["main_steps"]), results["main"])]
     if "phantom_baseline" in results:

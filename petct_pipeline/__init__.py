@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Demographics": ".demographics",
     "DemographicEncoder": ".models",
+    "DemographicPrior": ".models",
     "PETCTUNet3DModel": ".models",
     "PETCTPipeline": ".pipeline_petct",
     "PETCTPipelineOutput": ".pipeline_output",
@@ -23,6 +24,7 @@ __all__ = [
     "__version__",
     "Demographics",
     "DemographicEncoder",
+    "DemographicPrior",
     "PETCTUNet3DModel",
     "PETCTPipeline",
     "PETCTPipelineOutput",
@@ -30,7 +32,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .demographics import Demographics
-    from .models import DemographicEncoder, PETCTUNet3DModel
+    from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
     from .pipeline_output import PETCTPipelineOutput
     from .pipeline_petct import PETCTPipeline
 

@@ -29,11 +29,11 @@ from .back_projection import back_project
 from .demographics import Demographics
 from .geometry import body_slices, coordinate_grid, ras_affine
 from .intensity import from_model_space, hu_to_model, suv_to_model
-from .models import DemographicEncoder, PETCTUNet3DModel
+from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
 from .pipeline_output import PETCTPipelineOutput
 from .zchunks import blend_weights, plan_z_chunks
 
-__all__ = ["PETCTPipeline", "PETCTPipelineOutput", "validate_sampling_arguments"]
+__all__ = ["PETCTPipeline", "PETCTPipelineOutput", "default_guidance_scale", "validate_sampling_arguments"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +48,23 @@ _COMMIT_IN_PATH = re.compile(r"snapshots[/\\]([0-9a-f]{40})")
 #: 4); the full cascade stays well under a minute on 2 CPU cores with them
 DEFAULT_STEPS = 8
 DEFAULT_SR_STEPS = 2
-#: default classifier-free guidance of stage 1 (1 = the plain conditional model): the shipped model
-#: follows the demographics too weakly at 1 (benchmarks/bench_conditioning.py: body volume ~ weight at
-#: 0.46 of the data's slope at 1, 0.98 at 2), so it is extrapolated away from the unconditional prediction
+#: default classifier-free guidance of stage 1 without a demographic prior (1 = the plain conditional
+#: model): the shipped score model follows the demographics too weakly at 1 (benchmarks/
+#: bench_conditioning.py: body volume ~ weight at 0.46 of the data's slope at 1, 0.98 at 2), so it is
+#: extrapolated away from the unconditional prediction
 DEFAULT_GUIDANCE_SCALE = 2.0
+#: default guidance when the demographic prior is in use: the prior supplies the demographic effects,
+#: and guidance 2 on top of it cancelled the sexes' difference in enclosed air (bench_conditioning:
+#: +124 mL at 2, +599 mL at 1, held-out phantoms +481 mL)
+DEFAULT_GUIDANCE_SCALE_WITH_PRIOR = 1.0
 #: default iterations of back-projecting the SR output onto the stage-1 volume in HU and SUV
 #: (back_projection.py): fed the true 16 mm volumes of 24 held-out phantoms, the SR stage's organ
 #: SUVmean bias fell from up to 12.5 % to within 1.3 % (benchmarks/bench_stage_errors.py); 6
 #: iterations take about 1.6 s per subject on 2 CPU cores
 DEFAULT_BACK_PROJECTION_ITERATIONS = 6
+#: default weight of the demographic prior's shift (models/demographic_prior.py) when the pipeline has one
+DEFAULT_PRIOR_SCALE = 0.6
+_MAX_PRIOR_SCALE = 5.0
 
 
 class PETCTPipeline(DiffusionPipeline):
@@ -64,10 +72,13 @@ class PETCTPipeline(DiffusionPipeline):
 
     Components: ``demographic_encoder`` (features -> embedding, with a learned null
     embedding), ``unet`` + ``scheduler`` (stage 1 on ``base_shape`` voxels of
-    ``base_spacing`` mm), ``sr_unet`` + ``sr_scheduler`` (stage 2, ``sr_scale`` times finer).
+    ``base_spacing`` mm), ``sr_unet`` + ``sr_scheduler`` (stage 2, ``sr_scale`` times finer);
+    optionally ``demographic_prior``, a linear model of the demographic effects that stage 1 adds to
+    its denoised estimate at high noise (``prior_scale``).
     """
 
     model_cpu_offload_seq = "demographic_encoder->unet->sr_unet"
+    _optional_components = ["demographic_prior"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
@@ -77,6 +88,7 @@ class PETCTPipeline(DiffusionPipeline):
         scheduler: EDMScheduler,
         sr_unet: PETCTUNet3DModel,
         sr_scheduler: EDMScheduler,
+        demographic_prior: DemographicPrior | None = None,
         base_shape: list[int] = (28, 28, 48),
         base_spacing: float = 16.0,
         sr_scale: int = 4,
@@ -89,6 +101,7 @@ class PETCTPipeline(DiffusionPipeline):
             scheduler=scheduler,
             sr_unet=sr_unet,
             sr_scheduler=sr_scheduler,
+            demographic_prior=demographic_prior,
         )
         self.register_to_config(
             base_shape=[int(n) for n in base_shape],
@@ -112,6 +125,14 @@ class PETCTPipeline(DiffusionPipeline):
                 "sr_unet needs conditioning_channels=5 (upsampled CT+PET and xyz coordinate maps), "
                 f"got {self.sr_unet.config.conditioning_channels}"
             )
+        prior = getattr(self, "demographic_prior", None)
+        if prior is not None:
+            if list(prior.config.shape) != list(base_shape):
+                raise ValueError(f"demographic_prior was fitted on grid {list(prior.config.shape)}, "
+                                 f"but base_shape is {list(base_shape)}")
+            if prior.config.num_features != self.demographic_encoder.num_features:
+                raise ValueError(f"demographic_prior takes {prior.config.num_features} features, the "
+                                 f"demographic_encoder gives {self.demographic_encoder.num_features}")
 
     @property
     def base_shape(self) -> tuple[int, int, int]:
@@ -124,6 +145,11 @@ class PETCTPipeline(DiffusionPipeline):
     @property
     def output_spacing(self) -> float:
         return self.config.base_spacing / self.config.sr_scale
+
+    @property
+    def default_prior_scale(self) -> float:
+        """``DEFAULT_PRIOR_SCALE`` when the pipeline has a demographic prior, else 0 (off)."""
+        return DEFAULT_PRIOR_SCALE if self.demographic_prior is not None else 0.0
 
     @staticmethod
     def _downsampling_factor(unet: PETCTUNet3DModel) -> int:
@@ -151,10 +177,15 @@ class PETCTPipeline(DiffusionPipeline):
         generator: Any,
         batch_size: int,
         back_projection_iterations: int,
+        prior_scale: float,
     ) -> None:
         validate_sampling_arguments(
-            num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, back_projection_iterations
+            num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, back_projection_iterations,
+            prior_scale,
         )
+        if prior_scale > 0 and self.demographic_prior is None:
+            raise ValueError(f"prior_scale={prior_scale:g} needs a demographic_prior component, and this pipeline "
+                             "has none (fit one with training/fit_prior.py, or pass prior_scale=0)")
         factor = self._downsampling_factor(self.sr_unet)
         if isinstance(sr_chunk_size, bool) or not isinstance(sr_chunk_size, int) or sr_chunk_size < factor:
             raise ValueError(f"sr_chunk_size must be an integer >= {factor}, got {sr_chunk_size!r}")
@@ -178,12 +209,13 @@ class PETCTPipeline(DiffusionPipeline):
         demographics: Demographics | dict | Sequence[Demographics | dict],
         num_inference_steps: int = DEFAULT_STEPS,
         sr_num_inference_steps: int = DEFAULT_SR_STEPS,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         sr_noise_level: float | None = None,
         sr_chunk_size: int = 96,
         sr_chunk_overlap: int = 8,
         back_projection_iterations: int = DEFAULT_BACK_PROJECTION_ITERATIONS,
+        prior_scale: float | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
@@ -192,16 +224,22 @@ class PETCTPipeline(DiffusionPipeline):
         """Generate one PET/CT per entry of ``demographics``.
 
         ``guidance_scale`` 1 is the plain conditional model; above 1 it extrapolates away
-        from the unconditional (null-embedding) prediction. ``generator`` may be one
+        from the unconditional (null-embedding) prediction (default: ``DEFAULT_GUIDANCE_SCALE_WITH_PRIOR``
+        while the demographic prior is in use, else ``DEFAULT_GUIDANCE_SCALE``). ``generator`` may be one
         generator or one per subject (then a batch equals the single calls). The callback
         receives ``(pipe, step, timestep, {"latents": ..., "stage": "base"|"sr"})`` with
         ``step`` counted over both stages; returning ``{"latents": x}`` replaces the state.
         ``back_projection_iterations`` (0 = off) corrects the SR output until it downsamples to
         the stage-1 volume in HU and SUV, so SR adds detail without changing organ means.
+        ``prior_scale`` weights the ``demographic_prior``'s shift (default ``DEFAULT_PRIOR_SCALE`` when
+        the pipeline has a prior, else 0 = off).
         """
         subjects = self._as_demographics(demographics)
         batch_size = len(subjects)
         sr_noise_level = self.config.sr_noise_level if sr_noise_level is None else sr_noise_level
+        prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
+        if guidance_scale is None:
+            guidance_scale = default_guidance_scale(prior_scale)
         self.check_inputs(
             num_inference_steps,
             sr_num_inference_steps,
@@ -213,6 +251,7 @@ class PETCTPipeline(DiffusionPipeline):
             generator,
             batch_size,
             back_projection_iterations,
+            prior_scale,
         )
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if unknown:
@@ -223,7 +262,7 @@ class PETCTPipeline(DiffusionPipeline):
         generators = generator if isinstance(generator, list) else [generator] * batch_size
         step_counter = _StepCounter(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
-        low_res = self._sample_base(subjects, num_inference_steps, guidance_scale, generator, step_counter)
+        low_res = self._sample_base(subjects, num_inference_steps, guidance_scale, prior_scale, generator, step_counter)
         outputs_ct, outputs_pet, affines, metadata = [], [], [], []
         spacing = (self.output_spacing,) * 3
         for index, subject in enumerate(subjects):
@@ -251,6 +290,7 @@ class PETCTPipeline(DiffusionPipeline):
                 guidance_scale,
                 sr_noise_level,
                 back_projection_iterations,
+                prior_scale,
             )
             metadata.append(sidecar)
 
@@ -266,10 +306,17 @@ class PETCTPipeline(DiffusionPipeline):
         subjects: list[Demographics],
         num_inference_steps: int,
         guidance_scale: float,
+        prior_scale: float,
         generator: torch.Generator | list[torch.Generator] | None,
         step_counter: _StepCounter,
     ) -> torch.Tensor:
-        """Stage 1: (B, 2, *base_shape) model-space volumes, air/zero outside each body."""
+        """Stage 1: (B, 2, *base_shape) model-space volumes, air/zero outside each body.
+
+        With ``prior_scale`` > 0 the denoised estimate is moved by ``prior_scale`` times the prior's
+        shift at every step whose noise level is above the prior's ``sigma_min``. The shift is added
+        to the network output divided by the scheduler's output scaling c_out, so any EDM scheduler
+        takes it as part of its own prediction.
+        """
         device, dtype = self._execution_device, self.unet.dtype
         batch_size = len(subjects)
         features = self.demographic_encoder.features(subjects).to(device)
@@ -279,18 +326,25 @@ class PETCTPipeline(DiffusionPipeline):
             null = self.demographic_encoder(None, batch_size=batch_size).embedding
             embedding = torch.cat([null, embedding])
         embedding = embedding.to(dtype)
+        prior_shift = None
+        if prior_scale > 0:
+            prior_shift = prior_scale * self.demographic_prior(features.to(self.demographic_prior.device)).to(device)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch_size, 2, *self.base_shape)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         latents = latents * self.scheduler.init_noise_sigma
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for index, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = torch.cat([latents] * 2) if do_guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             output = self.unet(model_input.to(dtype), t, encoder_embedding=embedding).sample.float()
             if do_guidance:
                 unconditional, conditional = output.chunk(2)
                 output = unconditional + guidance_scale * (conditional - unconditional)
+            sigma = self.scheduler.sigmas[index]
+            if prior_shift is not None and sigma > self.demographic_prior.config.sigma_min:
+                c_out = self.scheduler.precondition_outputs(torch.zeros(()), torch.ones(()), sigma)
+                output = output + prior_shift / c_out.to(device)
             latents = self.scheduler.step(output, t, latents, generator=_first(generator)).prev_sample
             latents = step_counter(self, t, latents, "base")
         return self._mask_outside_body(latents, subjects)
@@ -368,6 +422,7 @@ class PETCTPipeline(DiffusionPipeline):
         guidance_scale: float,
         sr_noise_level: float,
         back_projection_iterations: int,
+        prior_scale: float,
     ) -> dict[str, Any]:
         name_or_path = str(self.config.get("_name_or_path", "") or "")
         commit = _COMMIT_IN_PATH.search(name_or_path)
@@ -382,6 +437,7 @@ class PETCTPipeline(DiffusionPipeline):
             "guidance_scale": guidance_scale,
             "sr_noise_level": sr_noise_level,
             "back_projection_iterations": back_projection_iterations,
+            "prior_scale": prior_scale,
             "scheduler": type(self.scheduler).__name__,
             "sr_scheduler": type(self.sr_scheduler).__name__,
         }
@@ -396,12 +452,18 @@ class PETCTPipeline(DiffusionPipeline):
         return pipe
 
 
+def default_guidance_scale(prior_scale: float) -> float:
+    """Stage 1's default guidance: lower while the demographic prior is in use (``prior_scale`` > 0)."""
+    return DEFAULT_GUIDANCE_SCALE_WITH_PRIOR if prior_scale > 0 else DEFAULT_GUIDANCE_SCALE
+
+
 def validate_sampling_arguments(
     num_inference_steps: int,
     sr_num_inference_steps: int,
     guidance_scale: float,
     sr_noise_level: float,
     back_projection_iterations: int = 0,
+    prior_scale: float = 0.0,
 ) -> None:
     """Checks that need no model, so the CLI can reject bad flags before loading weights."""
     for name, value, low, high in (
@@ -411,7 +473,11 @@ def validate_sampling_arguments(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    for name, value, high in (("guidance_scale", guidance_scale, 20.0), ("sr_noise_level", sr_noise_level, 1.0)):
+    for name, value, high in (
+        ("guidance_scale", guidance_scale, 20.0),
+        ("sr_noise_level", sr_noise_level, 1.0),
+        ("prior_scale", prior_scale, _MAX_PRIOR_SCALE),
+    ):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
         if not 0.0 <= value <= high:

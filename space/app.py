@@ -46,7 +46,12 @@ from petct_pipeline.checkpoints import (  # noqa: E402
     default_model,
     default_segmenter,
 )
-from petct_pipeline.pipeline_petct import DEFAULT_GUIDANCE_SCALE, DEFAULT_SR_STEPS, DEFAULT_STEPS  # noqa: E402
+from petct_pipeline.pipeline_petct import (  # noqa: E402
+    DEFAULT_PRIOR_SCALE,
+    DEFAULT_SR_STEPS,
+    DEFAULT_STEPS,
+    default_guidance_scale,
+)
 
 logger = logging.getLogger("petct_space")
 
@@ -59,6 +64,7 @@ FIELD_BOUNDS: dict[str, tuple[float, float, str]] = {
 }
 STEP_BOUNDS = {"steps": (1, 64), "sr_steps": (1, 32)}
 GUIDANCE_BOUNDS = (0.0, 5.0)
+PRIOR_BOUNDS = (0.0, 2.0)
 SEED_BOUNDS = (0, 2**31 - 1)
 SUV_MAX_BOUNDS = (0.5, 30.0)
 PLAUSIBLE_BMI = (12.0, 70.0)  # outside: still generated, with a warning
@@ -115,14 +121,17 @@ def demographics_from_inputs(age: Any, sex: Any, weight: Any, height: Any) -> De
     return subject
 
 
-def sampling_from_inputs(seed: Any, steps: Any, sr_steps: Any, guidance: Any) -> tuple[int, int, int, float]:
+def sampling_from_inputs(
+    seed: Any, steps: Any, sr_steps: Any, guidance: Any, prior: Any
+) -> tuple[int, int, int, float, float]:
     seed = check_number("Seed", seed, *SEED_BOUNDS)
     if seed != int(seed):
         raise gr.Error(f"Seed must be a whole number, got {seed:g}.")
     steps = check_number("Stage-1 steps", steps, *STEP_BOUNDS["steps"])
     sr_steps = check_number("Super-resolution steps", sr_steps, *STEP_BOUNDS["sr_steps"])
     guidance = check_number("Guidance scale", guidance, *GUIDANCE_BOUNDS)
-    return int(seed), int(round(steps)), int(round(sr_steps)), guidance
+    prior = check_number("Demographic prior", prior, *PRIOR_BOUNDS)
+    return int(seed), int(round(steps)), int(round(sr_steps)), guidance, prior
 
 
 # --------------------------------------------------------------------------- model
@@ -165,8 +174,13 @@ def get_pipeline() -> PETCTPipeline:
         return _PIPE
 
 
-def run_pipeline(subjects: list[Demographics], seed: int, steps: int, sr_steps: int, guidance: float, progress):
-    """Sample ``subjects`` (all with the same seed) and feed gr.Progress from the step callback."""
+def run_pipeline(
+    subjects: list[Demographics], seed: int, steps: int, sr_steps: int, guidance: float, prior: float, progress
+):
+    """Sample ``subjects`` (all with the same seed) and feed gr.Progress from the step callback.
+
+    ``prior`` is ignored (0) when the model has no demographic prior, so the demo runs any pipeline.
+    """
     pipe = get_pipeline()
     # the callback counts steps over both stages: stage 1 runs once for the whole batch, SR once per subject
     total = steps + len(subjects) * sr_steps
@@ -184,6 +198,7 @@ def run_pipeline(subjects: list[Demographics], seed: int, steps: int, sr_steps: 
             num_inference_steps=steps,
             sr_num_inference_steps=sr_steps,
             guidance_scale=guidance,
+            prior_scale=prior if pipe.demographic_prior is not None else 0.0,
             generator=generators,
             callback_on_step_end=on_step,
         )
@@ -343,6 +358,7 @@ def generate(
     steps,
     sr_steps,
     guidance,
+    prior,
     mode,
     preset,
     suv_max,
@@ -352,10 +368,12 @@ def generate(
 ):
     """Sample one subject, save its NIfTI/JSON files and show it."""
     subject = demographics_from_inputs(age, sex, weight, height)
-    seed, steps, sr_steps, guidance = sampling_from_inputs(seed, steps, sr_steps, guidance)
-    logger.info("generate: %s seed=%d steps=%d+%d guidance=%g", subject, seed, steps, sr_steps, guidance)
+    seed, steps, sr_steps, guidance, prior = sampling_from_inputs(seed, steps, sr_steps, guidance, prior)
+    logger.info(
+        "generate: %s seed=%d steps=%d+%d guidance=%g prior=%g", subject, seed, steps, sr_steps, guidance, prior
+    )
     start = time.perf_counter()
-    out = run_pipeline([subject], seed, steps, sr_steps, guidance, progress)
+    out = run_pipeline([subject], seed, steps, sr_steps, guidance, prior, progress)
     seconds = time.perf_counter() - start
     out_dir = new_output_dir()
     out.save(out_dir)
@@ -376,7 +394,7 @@ def generate(
     status = (
         f"Generated in {seconds:.1f} s: {subject.sex}, {subject.age:g} y, {subject.weight:g} kg, "
         f"{subject.height:g} cm (BMI {subject.bmi:.1f}), seed {seed}, {steps}+{sr_steps} steps, "
-        f"guidance {guidance:g}. Volume {nx} x {ny} x {nz} voxels of {mm:g} mm."
+        f"guidance {guidance:g}, prior {prior:g}. Volume {nx} x {ny} x {nz} voxels of {mm:g} mm."
     )
     sliders = (
         gr.Slider(minimum=0, maximum=nz - 1, value=middle["axial"], step=1, interactive=True),
@@ -444,6 +462,7 @@ def counterfactual(
     steps,
     sr_steps,
     guidance,
+    prior,
     vary,
     value_a,
     value_b,
@@ -459,9 +478,9 @@ def counterfactual(
     subjects = []
     for value in (value_a, value_b):
         subjects.append(demographics_from_inputs(**{**base, vary: value}, sex=sex))
-    seed, steps, sr_steps, guidance = sampling_from_inputs(seed, steps, sr_steps, guidance)
+    seed, steps, sr_steps, guidance, prior = sampling_from_inputs(seed, steps, sr_steps, guidance, prior)
     logger.info("counterfactual: %s seed=%d steps=%d+%d", subjects, seed, steps, sr_steps)
-    out = run_pipeline(subjects, seed, steps, sr_steps, guidance, progress)
+    out = run_pipeline(subjects, seed, steps, sr_steps, guidance, prior, progress)
     unit = FIELD_BOUNDS[vary][2]
     captions = [f"{label}: {vary} {getattr(s, vary):g} {unit}" for label, s in zip("AB", subjects)]
     pair = {
@@ -533,11 +552,20 @@ def build_demo() -> gr.Blocks:
                     )
                     guidance = gr.Slider(
                         *GUIDANCE_BOUNDS,
-                        value=DEFAULT_GUIDANCE_SCALE,
+                        value=default_guidance_scale(DEFAULT_PRIOR_SCALE),
                         step=0.1,
                         label="Guidance scale",
-                        info="1 = plain conditional model",
+                        info="1 = plain conditional model (the default with the prior; 2 without it)",
                         elem_id="guidance",
+                    )
+                    prior = gr.Slider(
+                        *PRIOR_BOUNDS,
+                        value=DEFAULT_PRIOR_SCALE,
+                        step=0.1,
+                        label="Demographic prior",
+                        info="weight of the model's linear demographic prior in stage 1 (0 = off; "
+                        "ignored if the model has none)",
+                        elem_id="prior",
                     )
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Markdown(elem_id="status")
@@ -666,7 +694,7 @@ def build_demo() -> gr.Blocks:
                             )
                         cf_summary = gr.Markdown(elem_id="cf-summary")
 
-        sampling_inputs = [age, sex, weight, height, seed, steps, sr_steps, guidance]
+        sampling_inputs = [age, sex, weight, height, seed, steps, sr_steps, guidance, prior]
         display_inputs = [mode, preset, suv_max, alpha, crosshair]
         viewer_outputs = [*slice_images, mip_image]
         generate_button.click(

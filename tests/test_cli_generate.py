@@ -48,6 +48,10 @@ def test_generate_cohort_writes_one_folder_per_row(tiny_pipeline_dir, tmp_path):
         (["--sex", "F", "--weight", "70", "--height", "165"], "missing --age"),
         (["--age", "63", "--sex", "F", "--weight", "70", "--height", "165", "--steps", "0"], "num_inference_steps"),
         (["--age", "63", "--sex", "F", "--weight", "70", "--height", "165", "--device", "gpu9"], "--device"),
+        (["--age", "63", "--sex", "F", "--weight", "70", "--height", "165", "--prior-scale", "-1"],
+         "prior_scale=-1 is out of range"),
+        (["--age", "63", "--sex", "F", "--weight", "70", "--height", "165", "--prior-scale", "0.5"],
+         "needs a demographic_prior component"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_pipeline_dir, tmp_path, capsys, args, fragment):
@@ -84,4 +88,4 @@ def test_version_and_help_from_the_shell():
     assert version.returncode == 0 and __version__ in version.stdout
     helped = subprocess.run([sys.executable, "-m", "petct_pipeline.cli", "generate", "--help"],
                             capture_output=True, text=True)
-    assert helped.returncode == 0 and "--cohort" in helped.stdout and "--guidance-scale" in helped.stdout
+    assert helped.returncode == 0 and "--cohort" in helped.stdout and "--prior-scale" in helped.stdout

@@ -296,7 +296,8 @@ def test_space_api_friendly_errors(space_server):
 
     client = Client(space_server.url, verbose=False)
     display = ("Fused PET/CT", "Soft tissue", 5.0, 0.6, True)
-    good = {"age": 40, "sex": "F", "weight": 70, "height": 170, "seed": 0, "steps": 2, "sr_steps": 1, "guidance": 1.0}
+    good = {"age": 40, "sex": "F", "weight": 70, "height": 170, "seed": 0, "steps": 2, "sr_steps": 1, "guidance": 1.0,
+            "prior": 0.6}
     cases = [
         ({"age": 150}, ["Age", "150", "5 to 100"]),
         ({"weight": 400}, ["Weight", "400", "20 to 250"]),
@@ -304,6 +305,7 @@ def test_space_api_friendly_errors(space_server):
         ({"sex": "X"}, ["Sex", "F", "M"]),
         ({"steps": 500}, ["Stage-1 steps", "1 to 64"]),
         ({"guidance": 9}, ["Guidance scale", "0 to 5"]),
+        ({"prior": -1}, ["Demographic prior", "0 to 2"]),
     ]
     before = space_server.generations()
     for change, words in cases:

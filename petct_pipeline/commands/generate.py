@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sr-steps", type=int, default=None, help="super-resolution sampling steps")
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance of stage 1 (1 = off; default: the pipeline's)")
+    parser.add_argument("--prior-scale", type=float, default=None,
+                        help="weight of the pipeline's demographic prior in stage 1 (0 = off; default: the "
+                        "pipeline's, 0 when it has no prior)")
     parser.add_argument("--sr-chunk-size", type=int, default=None, help="SR z-chunk length in slices")
     parser.add_argument("--back-projection-iterations", type=int, default=None,
                         help="iterations correcting the SR output to keep the stage-1 volume's HU and SUV "
@@ -71,6 +74,7 @@ def _call_kwargs(args: argparse.Namespace) -> dict:
         "guidance_scale": args.guidance_scale,
         "sr_chunk_size": args.sr_chunk_size,
         "back_projection_iterations": args.back_projection_iterations,
+        "prior_scale": args.prior_scale,
     }
     return {key: value for key, value in kwargs.items() if value is not None}
 
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         call_kwargs.get("guidance_scale", 1.0),
         0.0,
         call_kwargs.get("back_projection_iterations", 0),
+        call_kwargs.get("prior_scale", 0.0),
     )
     writable_dir(args.out, what="--out")
     if not args.verbose:
