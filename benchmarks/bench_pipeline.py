@@ -84,12 +84,14 @@ def _shipped_stage(queue: mp.Queue, model_path: str, stage: str, device: str, he
         module.forward = counted
     start = time.perf_counter()
     if stage == "base":
-        from petct_pipeline.pipeline_petct import DEFAULT_GUIDANCE_SCALE
+        from petct_pipeline.pipeline_petct import default_guidance_scale
 
-        # default guidance: conditional and unconditional rows in one batch of 2 per evaluation
-        pipe._sample_base([subject], steps["base"], DEFAULT_GUIDANCE_SCALE, generator, _NoCallback())
+        # the pipeline's defaults: with guidance, conditional and unconditional rows in one batch of 2
+        prior_scale = pipe.default_prior_scale
+        guidance = default_guidance_scale(prior_scale)
+        pipe._sample_base([subject], steps["base"], guidance, prior_scale, generator, _NoCallback())
         nfe, network = calls["unet"], pipe.unet
-        shape = (1 if DEFAULT_GUIDANCE_SCALE == 1.0 else 2, 2, *pipe.base_shape)
+        shape = (1 if guidance == 1.0 else 2, 2, *pipe.base_shape)
     else:
         low = torch.zeros(1, 2, *pipe.base_shape, device=device_)
         pipe._sample_super_resolution(low, subject, steps["sr"], 0.02, 96, 8, generator, _NoCallback())

@@ -57,12 +57,17 @@ def test_shipped_segmenter_records_held_out_dice():
 def test_shipped_pipeline_generates_a_body():
     """Few steps, so this checks wiring and intensity ranges, not quality (benchmarks/bench_quality.py)."""
     from petct_pipeline import Demographics, PETCTPipeline
+    from petct_pipeline.pipeline_petct import DEFAULT_PRIOR_SCALE
 
     pipe = PETCTPipeline.from_pretrained(DEMO)
     pipe.set_progress_bar_config(disable=True)
     out = pipe(Demographics(age=50, sex="M", weight=80, height=178), num_inference_steps=4,
                sr_num_inference_steps=1, generator=torch.Generator().manual_seed(0), output_type="np")
     ct, pet = out.ct[0], out.pet[0]
+    # the shipped default samples with its demographic prior (CT only, fitted on the stage-1 grid)
+    assert out.metadata[0]["prior_scale"] == DEFAULT_PRIOR_SCALE and out.metadata[0]["guidance_scale"] == 1.0
+    assert pipe.demographic_prior.config.channels == ["ct"]
+    assert list(pipe.demographic_prior.config.shape) == list(pipe.base_shape)
     assert np.isfinite(ct).all() and np.isfinite(pet).all()
     body = ct > -500
     assert 0.05 < body.mean() < 0.6  # a body surrounded by air, not noise or an empty volume
