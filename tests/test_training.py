@@ -206,4 +206,11 @@ def test_export_rejects_mismatched_stages(tmp_path, capsys):
     assert export_main(["--base", str(shipped), "--sr", str(shipped), "--out", str(out)]) == 0
     provenance = json.loads((out / "training_provenance.json").read_text())
     assert provenance["sr"]["from_pipeline"] == str(shipped) and provenance["base"]["global_step"] == 6000
-    assert json.loads((out / "model_index.json").read_text()) == json.loads((shipped / "model_index.json").read_text())
+    # the trained stages only: a demographic prior is added by training/fit_prior.py
+    released = json.loads((shipped / "model_index.json").read_text())
+    exported = json.loads((out / "model_index.json").read_text())
+    assert released.pop("demographic_prior") == ["petct_pipeline.models.demographic_prior", "DemographicPrior"]
+    assert exported.pop("demographic_prior", [None, None]) == [None, None]
+    released.pop("_name_or_path", None)
+    assert exported == released
+    assert not (out / "demographic_prior").exists() and "prior" not in provenance

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +73,7 @@ def _scheduler(folder: Path):
 
 def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Build and save the pipeline; returns ``out_dir``."""
+    from petct_pipeline.io import atomic_dir
     from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
     from petct_pipeline.pipeline_petct import PETCTPipeline
 
@@ -98,9 +97,7 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
         sr_scale=int(sr["scale"]),
         sr_noise_level=float(sr["noise_augmentation"]),
     )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
         provenance = {
             name: {k: info[k] for k in (*PROVENANCE_COMMON, *extra) if k in info}
@@ -111,12 +108,6 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
         unsafe = [p.name for p in staging.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
         if unsafe:
             raise RuntimeError(f"refusing to export pickled weights: {unsafe}")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 

@@ -19,7 +19,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +66,7 @@ def fit_prior(
     overwrite: bool = False,
 ) -> Path:
     """Fit, save the pipeline with its prior to ``out_dir`` and return it."""
+    from petct_pipeline.io import atomic_dir
     from petct_pipeline.models import DemographicPrior
     from petct_pipeline.pipeline_petct import PETCTPipeline
     from training.config import load_config
@@ -84,9 +84,7 @@ def fit_prior(
     prior = DemographicPrior.fit(features, volumes, channels=channels, sigma_min=sigma_min)
     pipe.register_modules(demographic_prior=prior)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         pipe.save_pretrained(staging, safe_serialization=True)
         for extra in sorted(pipeline_dir.iterdir()):  # the card, provenance: whatever save_pretrained does not write
             if not (staging / extra.name).exists() and extra.name != PRIOR_FOLDER:
@@ -99,12 +97,6 @@ def fit_prior(
             "channels": list(prior.config.channels), "sigma_min": sigma_min, "from_pipeline": str(pipeline_dir),
         }
         provenance_path.write_text(json.dumps(provenance, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir
 
 
