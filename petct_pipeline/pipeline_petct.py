@@ -126,7 +126,7 @@ class PETCTPipeline(DiffusionPipeline):
                 "sr_unet needs conditioning_channels=5 (upsampled CT+PET and xyz coordinate maps), "
                 f"got {self.sr_unet.config.conditioning_channels}"
             )
-        prior = getattr(self, "demographic_prior", None)
+        prior = self.demographic_prior
         if prior is not None:
             if list(prior.config.shape) != list(base_shape):
                 raise ValueError(f"demographic_prior was fitted on grid {list(prior.config.shape)}, "

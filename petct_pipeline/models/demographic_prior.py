@@ -86,9 +86,10 @@ class DemographicPrior(ModelMixin, ConfigMixin):
                 f"need one volume per feature row and more than {num_features + 1} subjects, got {count} rows "
                 f"and {volumes.shape[0]} volumes"
             )
+        mean_features = features.double().mean(0)
         prior = cls(num_features=num_features, shape=volumes.shape[2:], channels=channels,
-                    feature_mean=features.double().mean(0).tolist(), sigma_min=sigma_min)
-        centred = features.double() - features.double().mean(0)
+                    feature_mean=mean_features.tolist(), sigma_min=sigma_min)
+        centred = features.double() - mean_features
         rank = int(torch.linalg.matrix_rank(centred))
         if rank < num_features:
             raise ValueError(f"the features are collinear (rank {rank} of {num_features}): vary every demographic")
