@@ -28,6 +28,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ MEASURES = ("body_ml", "enclosed_air_ml", "body_suv_mean")
 BODY_HU = PreprocessConfig.body_threshold_hu  # the training preprocessing's body threshold
 
 
+#: what a benchmark measures on one stage-1-grid volume: (CT in HU, SUV, spacing in mm) -> named values
+Measure = Callable[[np.ndarray, np.ndarray, float], dict[str, Any]]
+
+
 def coarse_anatomy(ct_hu: np.ndarray, suv: np.ndarray, spacing_mm: float) -> dict[str, float]:
     """Body volume, air enclosed by the body slice by slice (mL) and mean body SUV of one volume."""
     body = ct_hu > BODY_HU
@@ -59,8 +64,8 @@ def coarse_anatomy(ct_hu: np.ndarray, suv: np.ndarray, spacing_mm: float) -> dic
             "body_suv_mean": float(suv[body].mean()) if body.any() else math.nan}
 
 
-def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, limit: int | None, workers: int
-                       ) -> list[tuple[Demographics, dict[str, float]]]:
+def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, limit: int | None, workers: int,
+                       measure: Measure = coarse_anatomy) -> list[tuple[Demographics, dict[str, Any]]]:
     """The reference studies on the stage-1 grid (training preprocessing, cached), with their demographics."""
     from petct_pipeline.data.cache import build_cache
     from petct_pipeline.data.scan import scan_dataset
@@ -72,13 +77,14 @@ def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, l
     for position in range(min(limit or len(index), len(index))):
         volume = index.load_volume(position).astype(np.float32)
         ct, suv = from_model_space(volume[0], volume[1])
-        rows.append((index.demographics(position), coarse_anatomy(ct, suv, pipe.config.base_spacing)))
+        rows.append((index.demographics(position), measure(ct, suv, pipe.config.base_spacing)))
     return rows
 
 
 @torch.no_grad()
 def generated_measures(pipe: PETCTPipeline, subjects: list[Demographics], steps: int, guidance: float,
-                       prior_scale: float, batch_size: int) -> list[dict[str, float]]:
+                       prior_scale: float, batch_size: int, measure: Measure = coarse_anatomy
+                       ) -> list[dict[str, Any]]:
     """Stage-1 samples (seed = position in the list) measured like the reference."""
     from petct_pipeline.pipeline_petct import _StepCounter
 
@@ -91,7 +97,7 @@ def generated_measures(pipe: PETCTPipeline, subjects: list[Demographics], steps:
         low_res = low_res.float().numpy()
         for volume in low_res:
             ct, suv = from_model_space(volume[0], volume[1])
-            rows.append(coarse_anatomy(ct, suv, pipe.config.base_spacing))
+            rows.append(measure(ct, suv, pipe.config.base_spacing))
     return rows
 
 

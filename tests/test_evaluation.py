@@ -31,6 +31,7 @@ from petct_pipeline.evaluation import (
     suv_peak,
 )
 from petct_pipeline.evaluation.image_checks import mean_pairwise_distance, thumbnail
+from petct_pipeline.evaluation.report import spread_ratio
 from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter
 from petct_pipeline.evaluation.statistics import cliffs_delta, cohens_d, compare, compare_coefficients, fit_ols
 from petct_pipeline.geometry import ras_affine
@@ -315,6 +316,8 @@ def test_report_files_are_complete_and_readable(self_report):
     assert all(float(r["volume_ml"]) > 500 for r in liver)
     report = (out / "report.md").read_text()
     assert "Evaluation time" in report and "![box_suv_mean](plots/box_suv_mean.png)" in report
+    # the reference against itself varies exactly as much as itself, with an unchanged median
+    assert "| liver | 1 | +0.0% | 1 | +0.0% |" in report.split("## Spread across subjects")[1]
     timing = json.loads((out / "evaluation.json").read_text())["timing"]
     assert timing["subjects"] == 2 * len(DEMOGRAPHICS) and timing["wall_seconds"] > 0
     checks = json.loads((out / "image_checks.json").read_text())
@@ -335,6 +338,9 @@ def test_liver_suv_scaled_by_ten_percent_is_reported_as_plus_ten(tmp_path, refer
             for metric in METRICS:
                 assert abs(result.row("all", organ, metric)["deviation_pct"]) < 0.05, (organ, metric)
     assert result.row("all", "liver", "suv_mean")["p_welch"] < 0.05
+    # scaling every liver SUV by 1.1 widens its spread by the same factor; volumes keep theirs
+    assert spread_ratio(result.row("all", "liver", "suv_mean")) == pytest.approx(1.10, abs=1e-6)
+    assert spread_ratio(result.row("all", "liver", "volume_ml")) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_eroded_organ_labels_show_the_volume_drop(tmp_path, reference_dir):

@@ -46,7 +46,7 @@ from .segmenters import Segmenter, make_segmenter
 from .statistics import TREND_MODELS, anova, compare, compare_coefficients, fit_ols
 from .subgroups import SubgroupScheme
 
-__all__ = ["SUMMARY_COLUMNS", "SUBJECT_COLUMNS", "EvaluationResult", "evaluate", "compare_cohorts"]
+__all__ = ["SUMMARY_COLUMNS", "SUBJECT_COLUMNS", "EvaluationResult", "evaluate", "compare_cohorts", "spread_ratio"]
 
 logger = logging.getLogger(__name__)
 
@@ -470,6 +470,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def spread_ratio(row: dict[str, Any]) -> float:
+    """Generated SD / reference SD of one summary row; NaN when the reference does not vary or is missing."""
+    generated, reference = row.get("generated_std"), row.get("reference_std")
+    if generated is None or reference is None or not (math.isfinite(generated) and math.isfinite(reference)):
+        return math.nan
+    return generated / reference if reference > 0 else math.nan
+
+
+def _spread_cells(row: dict[str, Any] | None) -> list[str]:
+    if row is None:
+        return ["", ""]
+    return [_num(spread_ratio(row), 2), _pct(row["median_deviation_pct"])]
+
+
 def _describe(row: dict[str, Any], side: str) -> str:
     return (f"{_num(row[f'{side}_mean'])} ({_num(row[f'{side}_median'])} "
             f"[{_num(row[f'{side}_q1'])}, {_num(row[f'{side}_q3'])}])")
@@ -578,6 +592,16 @@ def _report_markdown(result: EvaluationResult, info: dict[str, Any], scheme: Sub
         lines += [_table(("subgroup", *organs), rows), ""]
     lines += ["Full tables: [summary.md](summary.md) (Markdown) and [summary.csv](summary.csv); one row per "
               "subject and organ: [subjects.csv](subjects.csv).", ""]
+
+    lines += ["## Spread across subjects", "",
+              "Generated SD / reference SD over all subjects (1 = the generated subjects vary as much as the "
+              "reference; below 1 they are more alike) and the deviation of the median. A model that misses a "
+              "metric's heavy upper tail shows a spread below 1 and a mean deviation larger than its median "
+              "deviation.", ""]
+    spread_metrics = ("suv_mean", "volume_ml")
+    lines += [_table(("organ", *(f"{m} {column}" for m in spread_metrics for column in ("spread", "median dev."))),
+                     [[organ] + [cell for m in spread_metrics for cell in _spread_cells(all_rows.get((organ, m)))]
+                      for organ in (*organs, BODY)]), ""]
 
     flagged = [r for r in result.summary if r["deviation_pct"] is not None and math.isfinite(r["deviation_pct"])
                and abs(r["deviation_pct"]) > 5.0 and r["p_welch"] is not None and math.isfinite(r["p_welch"])

@@ -1,0 +1,202 @@
+"""Stage 1's organs before SR: volume and SUVmean on the 16 mm grid, generated vs reference, with their spread.
+
+``bench_quality`` runs the whole cascade and ``petct evaluate`` (about 25 s per subject on
+2 cores). ``bench_stage_errors`` showed that SR + back-projection keep the organs of the 16 mm
+volume within 1.6 %, so what the full cascade misses is mostly stage 1's. This benchmark
+measures stage 1 alone on its own grid (about 4 s per subject), the quick check for a new
+stage-1 checkpoint or sampler setting:
+
+* reference: the studies of ``--reference`` preprocessed to the stage-1 grid with the training
+  preprocessing (cached, shared with ``bench_conditioning`` and ``train.py --cache_dir``);
+* generated: stage-1 samples for the same demographics, seed = position in the list;
+* both sides segmented by the organ segmenter of ``petct evaluate`` (the shipped one works at
+  16 mm) and measured with its metrics;
+* per organ and subgroup (all, sex x age): deviation (%) of the generated mean and median from
+  the reference's, and the spread ratio, generated SD / reference SD (below 1: the generated
+  subjects vary less than the reference; a heavy upper tail that the model does not reproduce
+  pulls the mean down while the median still matches).
+
+    python benchmarks/bench_stage1_organs.py --limit 120
+    python benchmarks/bench_stage1_organs.py --limit 120 --steps 32 --tag cpu_steps32
+
+Results: benchmarks/results/stage1_organs_<tag>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(ROOT))
+
+from bench_conditioning import Measure, generated_measures, reference_measures  # noqa: E402
+from bench_quality import TARGETS  # noqa: E402
+
+from petct_pipeline import PETCTPipeline  # noqa: E402
+from petct_pipeline.demographics import Demographics  # noqa: E402
+from petct_pipeline.evaluation.metrics import measure_organs  # noqa: E402
+from petct_pipeline.evaluation.statistics import describe, deviation_pct  # noqa: E402
+from petct_pipeline.evaluation.subgroups import SubgroupScheme  # noqa: E402
+from petct_pipeline.geometry import ras_affine  # noqa: E402
+from petct_pipeline.organs import EVALUATION_ORGANS  # noqa: E402
+
+SCHEME = SubgroupScheme(families=("sex_age",))
+
+
+def organ_measure(segmenter_path: Path, organs: tuple[str, ...] = EVALUATION_ORGANS) -> Measure:
+    """Segment one stage-1-grid volume with the organ segmenter and measure the target metrics per organ."""
+    from petct_pipeline.evaluation.segmentation_model import OrganSegmentationModel
+
+    model = OrganSegmentationModel.from_pretrained(segmenter_path)
+
+    def measure(ct_hu: np.ndarray, suv: np.ndarray, spacing_mm: float) -> dict[str, dict[str, float]]:
+        spacing = (spacing_mm,) * 3
+        labels = model.predict(ct_hu, suv, ras_affine(ct_hu.shape, spacing))
+        metrics = measure_organs(ct_hu, suv, labels, spacing, organs)
+        return {organ: {metric: metrics[organ][metric] for metric in TARGETS} for organ in organs}
+
+    return measure
+
+
+def compare(subjects: list[Demographics], generated: list[dict[str, Any]], reference: list[dict[str, Any]],
+            organs: tuple[str, ...]) -> dict[str, Any]:
+    """Subgroup -> metric -> organ -> mean / median deviation (%) and spread ratio; subjects are paired by position."""
+    members: dict[str, list[int]] = {name: [] for name in SCHEME.names()}
+    for position, subject in enumerate(subjects):
+        for subgroup in SCHEME.assign(subject).values():
+            members[subgroup].append(position)
+    table: dict[str, Any] = {}
+    for subgroup, positions in members.items():
+        for metric in TARGETS:
+            for organ in organs:
+                gen = describe([generated[i][organ][metric] for i in positions])
+                ref = describe([reference[i][organ][metric] for i in positions])
+                spread = gen["std"] / ref["std"] if ref["std"] > 0 else math.nan
+                table.setdefault(subgroup, {}).setdefault(metric, {})[organ] = {
+                    "n": len(positions), "mean_dev_pct": deviation_pct(gen["mean"], ref["mean"]),
+                    "median_dev_pct": deviation_pct(gen["median"], ref["median"]), "spread_ratio": spread}
+    return table
+
+
+def cell_summary(table: dict[str, Any], organs: tuple[str, ...]) -> dict[str, Any]:
+    """Per target metric over the sex x age x organ cells: mean |deviation|, cells within target, worst cell."""
+    summary = {}
+    for metric, target in TARGETS.items():
+        cells = [(abs(table[g][metric][o]["mean_dev_pct"]), g, o) for g in SCHEME.subgroups("sex_age") for o in organs
+                 if math.isfinite(table[g][metric][o]["mean_dev_pct"])]
+        worst = max(cells)
+        summary[metric] = {"mean_abs_dev_pct": float(np.mean([c[0] for c in cells])), "cells": len(cells),
+                           "within_target": sum(c[0] <= target for c in cells), "target_pct": target,
+                           "worst": {"abs_pct": worst[0], "subgroup": worst[1], "organ": worst[2]}}
+    return summary
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    table = result["table"]
+    # organs the reference has (the bladder is outside the default field of view)
+    organs = [o for o in result["organs"] if math.isfinite(table["all"]["volume_ml"][o]["mean_dev_pct"])]
+    lines = [f"# Stage-1 organs on the {result['spacing_mm']:g} mm grid: {result['model']}", "",
+             f"Reference {result['reference']} ({result['subjects']} subjects, preprocessed to the stage-1 grid); "
+             f"generated: stage 1 for the same demographics, one seed each, {result['steps']} steps "
+             f"({result['algorithm_type']}), guidance "
+             f"{result['guidance']:g}, demographic prior {result['prior_scale']:g} "
+             f"({result['seconds_per_subject']:.2f} s / subject incl. segmentation). Both segmented by "
+             f"{result['segmenter']}.", "",
+             "## All subjects", "",
+             "Deviation (%) of the generated mean / median from the reference's; spread = generated SD / "
+             "reference SD.", "",
+             "| organ | " + " | ".join(f"{m} mean | median | spread" for m in TARGETS) + " |",
+             "|---|" + "---|---|---|" * len(TARGETS)]
+    for organ in organs:
+        cells = []
+        for metric in TARGETS:
+            row = table["all"][metric][organ]
+            cells += [f"{row['mean_dev_pct']:+.1f}", f"{row['median_dev_pct']:+.1f}", f"{row['spread_ratio']:.2f}"]
+        lines.append(f"| {organ} | " + " | ".join(cells) + " |")
+    for metric, summary in result["summary"].items():
+        worst = summary["worst"]
+        lines += ["", f"## {metric}: deviation (%) of the mean per sex x age subgroup", "",
+                  f"Mean |deviation| over the {summary['cells']} cells {summary['mean_abs_dev_pct']:.2f} %, "
+                  f"within {summary['target_pct']:g} %: {summary['within_target']}/{summary['cells']}, worst "
+                  f"{worst['abs_pct']:.1f} % ({worst['organ']}, {worst['subgroup']}).", "",
+                  "| subgroup | n | " + " | ".join(organs) + " |", "|---|---|" + "---|" * len(organs)]
+        for subgroup in SCHEME.subgroups("sex_age"):
+            rows = table[subgroup][metric]
+            lines.append(f"| {subgroup} | {rows[organs[0]]['n']} | "
+                         + " | ".join(f"{rows[o]['mean_dev_pct']:+.1f}" for o in organs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from petct_pipeline.checkpoints import default_model, default_segmenter
+    from petct_pipeline.pipeline_petct import DEFAULT_STEPS, default_guidance_scale
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped weights)")
+    parser.add_argument("--reference", type=Path, default=REPO / "data" / "phantoms_heldout")
+    parser.add_argument("--segmenter", type=Path, default=None,
+                        help="organ segmenter folder (default: the shipped checkpoints/petct-phantom-seg)")
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache",
+                        help="preprocessing cache root (shared with training/train.py --cache_dir)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N reference studies")
+    parser.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: the pipeline's)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
+    parser.add_argument("--prior-scale", type=float, default=None,
+                        help="weight of the demographic prior (default: the pipeline's, 0 = off)")
+    parser.add_argument("--algorithm-type", choices=("dpmsolver++", "sde-dpmsolver++"), default=None,
+                        help="stage-1 solver of the EDM DPM-Solver scheduler (default: the pipeline's; "
+                             "sde-dpmsolver++ adds fresh noise at every step)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="preprocessing processes")
+    parser.add_argument("--tag", default="cpu")
+    args = parser.parse_args(argv)
+
+    segmenter = args.segmenter or default_segmenter()
+    if segmenter is None:
+        parser.error("--segmenter: no organ segmenter is shipped in checkpoints/; pass a segmenter folder")
+    model = args.model or default_model()
+    pipe = PETCTPipeline.from_pretrained(model)
+    pipe.set_progress_bar_config(disable=True)
+    if args.algorithm_type:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, algorithm_type=args.algorithm_type)
+    steps = args.steps or DEFAULT_STEPS
+    prior_scale = pipe.default_prior_scale if args.prior_scale is None else args.prior_scale
+    guidance = default_guidance_scale(prior_scale) if args.guidance is None else args.guidance
+    organs = tuple(EVALUATION_ORGANS)
+    measure = organ_measure(segmenter, organs)
+
+    reference = reference_measures(args.reference, pipe, args.cache_dir, args.limit, args.workers, measure)
+    subjects = [subject for subject, _ in reference]
+    start = time.perf_counter()
+    generated = generated_measures(pipe, subjects, steps, guidance, prior_scale, args.batch_size, measure)
+    seconds = (time.perf_counter() - start) / len(subjects)
+    table = compare(subjects, generated, [values for _, values in reference], organs)
+    result = {"model": str(model), "reference": str(args.reference), "segmenter": str(segmenter),
+              "subjects": len(subjects), "steps": steps, "algorithm_type": pipe.scheduler.config.algorithm_type,
+              "guidance": guidance, "prior_scale": prior_scale,
+              "spacing_mm": pipe.config.base_spacing, "seconds_per_subject": seconds, "organs": list(organs),
+              "table": table, "summary": cell_summary(table, organs),
+              "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()}}
+    out = ROOT / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"stage1_organs_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+    markdown = render_markdown(result)
+    (out / f"stage1_organs_{args.tag}.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
