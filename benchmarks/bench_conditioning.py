@@ -64,15 +64,20 @@ def coarse_anatomy(ct_hu: np.ndarray, suv: np.ndarray, spacing_mm: float) -> dic
             "body_suv_mean": float(suv[body].mean()) if body.any() else math.nan}
 
 
-def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, limit: int | None, workers: int,
-                       measure: Measure = coarse_anatomy) -> list[tuple[Demographics, dict[str, Any]]]:
-    """The reference studies on the stage-1 grid (training preprocessing, cached), with their demographics."""
+def reference_index(reference: Path, pipe: PETCTPipeline, cache_root: Path, workers: int):
+    """The reference studies preprocessed to the stage-1 grid (training preprocessing), as a cache index."""
     from petct_pipeline.data.cache import build_cache
     from petct_pipeline.data.scan import scan_dataset
 
     config = PreprocessConfig(spacing=pipe.config.base_spacing, shape=tuple(pipe.config.base_shape),
                               include_organs=False)
-    index = build_cache(scan_dataset(reference), cache_root, config, num_workers=workers)  # whole set, once
+    return build_cache(scan_dataset(reference), cache_root, config, num_workers=workers)  # whole set, once
+
+
+def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, limit: int | None, workers: int,
+                       measure: Measure = coarse_anatomy) -> list[tuple[Demographics, dict[str, Any]]]:
+    """The reference studies on the stage-1 grid (training preprocessing, cached), with their demographics."""
+    index = reference_index(reference, pipe, cache_root, workers)
     rows = []
     for position in range(min(limit or len(index), len(index))):
         volume = index.load_volume(position).astype(np.float32)

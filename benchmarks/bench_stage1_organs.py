@@ -16,8 +16,15 @@ stage-1 checkpoint or sampler setting:
   subjects vary less than the reference; a heavy upper tail that the model does not reproduce
   pulls the mean down while the median still matches).
 
+With ``--start-sigma S`` stage 1 does not start from pure noise but from each reference volume
+itself, noised to S (model units; the data's own scale is sigma_data 0.5), and denoises it with
+Euler steps on the scheduler's own noise grid below S, conditioned on that subject's
+demographics. Sweeping S shows at which noise levels the model loses what the reference had:
+at small S it returns the reference, at sigma_max it samples from scratch.
+
     python benchmarks/bench_stage1_organs.py --limit 120
     python benchmarks/bench_stage1_organs.py --limit 120 --steps 32 --tag cpu_steps32
+    python benchmarks/bench_stage1_organs.py --limit 60 --steps 32 --start-sigma 1.0 --tag cpu_from1
 
 Results: benchmarks/results/stage1_organs_<tag>.{json,md}.
 """
@@ -41,7 +48,7 @@ REPO = ROOT.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(ROOT))
 
-from bench_conditioning import Measure, generated_measures, reference_measures  # noqa: E402
+from bench_conditioning import Measure, generated_measures, reference_index, reference_measures  # noqa: E402
 from bench_quality import TARGETS  # noqa: E402
 
 from petct_pipeline import PETCTPipeline  # noqa: E402
@@ -50,6 +57,7 @@ from petct_pipeline.evaluation.metrics import measure_organs  # noqa: E402
 from petct_pipeline.evaluation.statistics import describe, deviation_pct  # noqa: E402
 from petct_pipeline.evaluation.subgroups import SubgroupScheme  # noqa: E402
 from petct_pipeline.geometry import ras_affine  # noqa: E402
+from petct_pipeline.intensity import from_model_space  # noqa: E402
 from petct_pipeline.organs import EVALUATION_ORGANS  # noqa: E402
 
 SCHEME = SubgroupScheme(families=("sex_age",))
@@ -68,6 +76,40 @@ def organ_measure(segmenter_path: Path, organs: tuple[str, ...] = EVALUATION_ORG
         return {organ: {metric: metrics[organ][metric] for metric in TARGETS} for organ in organs}
 
     return measure
+
+
+@torch.no_grad()
+def renoised_measures(pipe: PETCTPipeline, volumes: list[np.ndarray], subjects: list[Demographics], start_sigma: float,
+                      steps: int, prior_scale: float, batch_size: int, measure: Measure) -> list[dict[str, Any]]:
+    """Each reference volume noised to ``start_sigma`` (seed = position) and denoised by stage 1 with Euler steps
+    on the scheduler's ``steps``-step noise grid below it; conditional model plus the demographic prior, as the
+    pipeline applies it (above the prior's sigma_min)."""
+    scheduler = pipe.scheduler
+    scheduler.set_timesteps(steps)
+    grid = scheduler.sigmas.float()
+    sigmas = torch.cat([torch.tensor([start_sigma]), grid[grid < start_sigma]])
+    rows = []
+    for start in range(0, len(subjects), batch_size):
+        chunk = subjects[start : start + batch_size]
+        features = pipe.demographic_encoder.features(chunk)
+        embedding = pipe.demographic_encoder(features).embedding.to(pipe.unet.dtype)
+        shift = prior_scale * pipe.demographic_prior(features) if prior_scale > 0 else 0.0
+        clean = torch.from_numpy(np.stack(volumes[start : start + batch_size]))
+        noise = torch.stack([torch.randn(clean.shape[1:], generator=torch.Generator().manual_seed(start + i))
+                             for i in range(len(chunk))])
+        x = clean + start_sigma * noise
+        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+            model_input = scheduler.precondition_inputs(x, sigma)
+            output = pipe.unet(model_input.to(pipe.unet.dtype), scheduler.precondition_noise(sigma),
+                               encoder_embedding=embedding).sample.float()
+            denoised = scheduler.precondition_outputs(x, output, sigma)
+            if prior_scale > 0 and sigma > pipe.demographic_prior.config.sigma_min:
+                denoised = denoised + shift
+            x = x + (sigma_next - sigma) * (x - denoised) / sigma
+        for volume in pipe._mask_outside_body(x, chunk).numpy():
+            ct, suv = from_model_space(volume[0], volume[1])
+            rows.append(measure(ct, suv, pipe.config.base_spacing))
+    return rows
 
 
 def compare(subjects: list[Demographics], generated: list[dict[str, Any]], reference: list[dict[str, Any]],
@@ -103,14 +145,21 @@ def cell_summary(table: dict[str, Any], organs: tuple[str, ...]) -> dict[str, An
     return summary
 
 
+def _generation(result: dict[str, Any]) -> str:
+    if result.get("start_sigma") is None:
+        return (f"stage 1 for the same demographics, one seed each, {result['steps']} steps "
+                f"({result['algorithm_type']})")
+    return (f"each reference volume noised to sigma {result['start_sigma']:g} and denoised by stage 1 for its "
+            f"demographics (Euler on the {result['steps']}-step noise grid below it)")
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     table = result["table"]
     # organs the reference has (the bladder is outside the default field of view)
     organs = [o for o in result["organs"] if math.isfinite(table["all"]["volume_ml"][o]["mean_dev_pct"])]
     lines = [f"# Stage-1 organs on the {result['spacing_mm']:g} mm grid: {result['model']}", "",
              f"Reference {result['reference']} ({result['subjects']} subjects, preprocessed to the stage-1 grid); "
-             f"generated: stage 1 for the same demographics, one seed each, {result['steps']} steps "
-             f"({result['algorithm_type']}), guidance "
+             f"generated: {_generation(result)}, guidance "
              f"{result['guidance']:g}, demographic prior {result['prior_scale']:g} "
              f"({result['seconds_per_subject']:.2f} s / subject incl. segmentation). Both segmented by "
              f"{result['segmenter']}.", "",
@@ -158,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm-type", choices=("dpmsolver++", "sde-dpmsolver++"), default=None,
                         help="stage-1 solver of the EDM DPM-Solver scheduler (default: the pipeline's; "
                              "sde-dpmsolver++ adds fresh noise at every step)")
+    parser.add_argument("--start-sigma", type=float, default=None,
+                        help="start from each reference volume noised to this level and denoise it (Euler) instead "
+                             "of sampling from pure noise; needs guidance 1")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="preprocessing processes")
     parser.add_argument("--tag", default="cpu")
@@ -174,18 +226,28 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or DEFAULT_STEPS
     prior_scale = pipe.default_prior_scale if args.prior_scale is None else args.prior_scale
     guidance = default_guidance_scale(prior_scale) if args.guidance is None else args.guidance
+    if args.start_sigma is not None and not 0 < args.start_sigma <= pipe.scheduler.config.sigma_max:
+        parser.error(f"--start-sigma must be in (0, {pipe.scheduler.config.sigma_max:g}], got {args.start_sigma:g}")
+    if args.start_sigma is not None and guidance != 1.0:
+        parser.error(f"--start-sigma runs the conditional model only: use --guidance 1, not {guidance:g}")
     organs = tuple(EVALUATION_ORGANS)
     measure = organ_measure(segmenter, organs)
 
     reference = reference_measures(args.reference, pipe, args.cache_dir, args.limit, args.workers, measure)
     subjects = [subject for subject, _ in reference]
     start = time.perf_counter()
-    generated = generated_measures(pipe, subjects, steps, guidance, prior_scale, args.batch_size, measure)
+    if args.start_sigma is None:
+        generated = generated_measures(pipe, subjects, steps, guidance, prior_scale, args.batch_size, measure)
+    else:
+        index = reference_index(args.reference, pipe, args.cache_dir, args.workers)
+        volumes = [index.load_volume(position).astype(np.float32) for position in range(len(subjects))]
+        generated = renoised_measures(pipe, volumes, subjects, args.start_sigma, steps, prior_scale,
+                                      args.batch_size, measure)
     seconds = (time.perf_counter() - start) / len(subjects)
     table = compare(subjects, generated, [values for _, values in reference], organs)
     result = {"model": str(model), "reference": str(args.reference), "segmenter": str(segmenter),
               "subjects": len(subjects), "steps": steps, "algorithm_type": pipe.scheduler.config.algorithm_type,
-              "guidance": guidance, "prior_scale": prior_scale,
+              "guidance": guidance, "prior_scale": prior_scale, "start_sigma": args.start_sigma,
               "spacing_mm": pipe.config.base_spacing, "seconds_per_subject": seconds, "organs": list(organs),
               "table": table, "summary": cell_summary(table, organs),
               "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()}}
