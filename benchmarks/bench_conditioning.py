@@ -28,7 +28,7 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,16 +74,19 @@ def reference_index(reference: Path, pipe: PETCTPipeline, cache_root: Path, work
     return build_cache(scan_dataset(reference), cache_root, config, num_workers=workers)  # whole set, once
 
 
-def reference_measures(reference: Path, pipe: PETCTPipeline, cache_root: Path, limit: int | None, workers: int,
-                       measure: Measure = coarse_anatomy) -> list[tuple[Demographics, dict[str, Any]]]:
-    """The reference studies on the stage-1 grid (training preprocessing, cached), with their demographics."""
-    index = reference_index(reference, pipe, cache_root, workers)
-    rows = []
-    for position in range(min(limit or len(index), len(index))):
-        volume = index.load_volume(position).astype(np.float32)
-        ct, suv = from_model_space(volume[0], volume[1])
-        rows.append((index.demographics(position), measure(ct, suv, pipe.config.base_spacing)))
-    return rows
+def measure_volumes(volumes: Iterable[np.ndarray], spacing_mm: float, measure: Measure) -> list[dict[str, Any]]:
+    """``measure`` of each model-space (2, X, Y, Z) volume, in HU and SUV."""
+    return [measure(*from_model_space(volume[0], volume[1]), spacing_mm) for volume in volumes]
+
+
+def reference_measures(index, pipe: PETCTPipeline, limit: int | None, measure: Measure = coarse_anatomy
+                       ) -> list[tuple[Demographics, dict[str, Any]]]:
+    """The first ``limit`` studies of a stage-1-grid cache ``index`` (``reference_index``), measured, with their
+    demographics."""
+    positions = range(min(limit or len(index), len(index)))
+    volumes = (index.load_volume(position).astype(np.float32) for position in positions)
+    values = measure_volumes(volumes, pipe.config.base_spacing, measure)
+    return [(index.demographics(position), value) for position, value in zip(positions, values, strict=True)]
 
 
 @torch.no_grad()
@@ -99,10 +102,7 @@ def generated_measures(pipe: PETCTPipeline, subjects: list[Demographics], steps:
         generators = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
         # the pipeline's own stage-1 sampler; one generator per subject draws the same noise as single calls
         low_res = pipe._sample_base(chunk, steps, guidance, prior_scale, generators, _StepCounter(None, ()))
-        low_res = low_res.float().numpy()
-        for volume in low_res:
-            ct, suv = from_model_space(volume[0], volume[1])
-            rows.append(measure(ct, suv, pipe.config.base_spacing))
+        rows += measure_volumes(low_res.float().numpy(), pipe.config.base_spacing, measure)
     return rows
 
 
@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     pipe = PETCTPipeline.from_pretrained(model)
     pipe.set_progress_bar_config(disable=True)
     prior_scale = pipe.default_prior_scale if args.prior_scale is None else args.prior_scale
-    reference = reference_measures(args.reference, pipe, args.cache_dir, args.limit, args.workers)
+    index = reference_index(args.reference, pipe, args.cache_dir, args.workers)
+    reference = reference_measures(index, pipe, args.limit)
     subjects = [subject for subject, _ in reference]
     reference_fit = slopes(subjects, [values for _, values in reference])
     results: dict[str, Any] = {

@@ -48,16 +48,22 @@ REPO = ROOT.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(ROOT))
 
-from bench_conditioning import Measure, generated_measures, reference_index, reference_measures  # noqa: E402
+from bench_conditioning import (  # noqa: E402
+    Measure,
+    generated_measures,
+    measure_volumes,
+    reference_index,
+    reference_measures,
+)
 from bench_quality import TARGETS  # noqa: E402
 
 from petct_pipeline import PETCTPipeline  # noqa: E402
 from petct_pipeline.demographics import Demographics  # noqa: E402
 from petct_pipeline.evaluation.metrics import measure_organs  # noqa: E402
-from petct_pipeline.evaluation.statistics import describe, deviation_pct  # noqa: E402
+from petct_pipeline.evaluation.report import spread_ratio  # noqa: E402
+from petct_pipeline.evaluation.statistics import compare  # noqa: E402
 from petct_pipeline.evaluation.subgroups import SubgroupScheme  # noqa: E402
 from petct_pipeline.geometry import ras_affine  # noqa: E402
-from petct_pipeline.intensity import from_model_space  # noqa: E402
 from petct_pipeline.organs import EVALUATION_ORGANS  # noqa: E402
 
 SCHEME = SubgroupScheme(families=("sex_age",))
@@ -106,14 +112,12 @@ def renoised_measures(pipe: PETCTPipeline, volumes: list[np.ndarray], subjects: 
             if prior_scale > 0 and sigma > pipe.demographic_prior.config.sigma_min:
                 denoised = denoised + shift
             x = x + (sigma_next - sigma) * (x - denoised) / sigma
-        for volume in pipe._mask_outside_body(x, chunk).numpy():
-            ct, suv = from_model_space(volume[0], volume[1])
-            rows.append(measure(ct, suv, pipe.config.base_spacing))
+        rows += measure_volumes(pipe._mask_outside_body(x, chunk).numpy(), pipe.config.base_spacing, measure)
     return rows
 
 
-def compare(subjects: list[Demographics], generated: list[dict[str, Any]], reference: list[dict[str, Any]],
-            organs: tuple[str, ...]) -> dict[str, Any]:
+def compare_subgroups(subjects: list[Demographics], generated: list[dict[str, Any]],
+                      reference: list[dict[str, Any]], organs: tuple[str, ...]) -> dict[str, Any]:
     """Subgroup -> metric -> organ -> mean / median deviation (%) and spread ratio; subjects are paired by position."""
     members: dict[str, list[int]] = {name: [] for name in SCHEME.names()}
     for position, subject in enumerate(subjects):
@@ -123,12 +127,11 @@ def compare(subjects: list[Demographics], generated: list[dict[str, Any]], refer
     for subgroup, positions in members.items():
         for metric in TARGETS:
             for organ in organs:
-                gen = describe([generated[i][organ][metric] for i in positions])
-                ref = describe([reference[i][organ][metric] for i in positions])
-                spread = gen["std"] / ref["std"] if ref["std"] > 0 else math.nan
+                row = compare([generated[i][organ][metric] for i in positions],
+                              [reference[i][organ][metric] for i in positions])
                 table.setdefault(subgroup, {}).setdefault(metric, {})[organ] = {
-                    "n": len(positions), "mean_dev_pct": deviation_pct(gen["mean"], ref["mean"]),
-                    "median_dev_pct": deviation_pct(gen["median"], ref["median"]), "spread_ratio": spread}
+                    "n": len(positions), "mean_dev_pct": row["deviation_pct"],
+                    "median_dev_pct": row["median_deviation_pct"], "spread_ratio": spread_ratio(row)}
     return table
 
 
@@ -233,18 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     organs = tuple(EVALUATION_ORGANS)
     measure = organ_measure(segmenter, organs)
 
-    reference = reference_measures(args.reference, pipe, args.cache_dir, args.limit, args.workers, measure)
+    index = reference_index(args.reference, pipe, args.cache_dir, args.workers)
+    reference = reference_measures(index, pipe, args.limit, measure)
     subjects = [subject for subject, _ in reference]
     start = time.perf_counter()
     if args.start_sigma is None:
         generated = generated_measures(pipe, subjects, steps, guidance, prior_scale, args.batch_size, measure)
     else:
-        index = reference_index(args.reference, pipe, args.cache_dir, args.workers)
         volumes = [index.load_volume(position).astype(np.float32) for position in range(len(subjects))]
         generated = renoised_measures(pipe, volumes, subjects, args.start_sigma, steps, prior_scale,
                                       args.batch_size, measure)
     seconds = (time.perf_counter() - start) / len(subjects)
-    table = compare(subjects, generated, [values for _, values in reference], organs)
+    table = compare_subgroups(subjects, generated, [values for _, values in reference], organs)
     result = {"model": str(model), "reference": str(args.reference), "segmenter": str(segmenter),
               "subjects": len(subjects), "steps": steps, "algorithm_type": pipe.scheduler.config.algorithm_type,
               "guidance": guidance, "prior_scale": prior_scale, "start_sigma": args.start_sigma,
