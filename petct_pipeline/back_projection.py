@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
 from .intensity import hu_to_model, model_to_hu, model_to_suv, suv_to_model
 
 __all__ = ["downsample_like_preprocessing", "back_project"]
@@ -73,7 +74,7 @@ def back_project(fine: torch.Tensor, coarse: torch.Tensor, iterations: int) -> t
         return fine
     scale = fine.shape[2] // coarse.shape[2]
     if scale < 1 or any(f != c * scale for f, c in zip(fine.shape[2:], coarse.shape[2:])):
-        raise ValueError(
+        raise InputError(
             f"fine grid {tuple(fine.shape[2:])} is not an integer multiple of the coarse grid {tuple(coarse.shape[2:])}"
         )
     coarse = coarse.float()

@@ -1,8 +1,9 @@
 """The ``petct`` command: one sub-command per module in ``petct_pipeline.commands``.
 
-Bad input (``ValueError``/``TypeError``/``FileNotFoundError`` raised by the library)
-becomes one line on stderr and exit code 2; nothing is half-written because every
-writer in the library renames finished files into place.
+Bad input (the library's ``errors.USER_ERRORS``: ``InputError``, ``ModelLoadError``, missing or
+unreadable files) becomes one line on stderr and exit code 2; any other exception is a bug and
+keeps its traceback. Nothing is half-written because every writer in the library renames
+finished files into place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .errors import USER_ERRORS, InputError
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -21,7 +23,7 @@ __all__ = ["main", "build_parser", "UsageError"]
 COMMANDS: tuple[str, ...] = ("generate", "prepare", "evaluate", "phantom")
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Raised by a command for a problem with its arguments; reported as one line, exit code 2."""
 
 
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as error:
+    except USER_ERRORS as error:
         print(f"petct {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

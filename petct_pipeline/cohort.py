@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .demographics import Demographics
+from .errors import InputError
 
 __all__ = ["CohortRow", "read_cohort", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
 
@@ -38,9 +39,9 @@ def _parse_seed(text: str, where: str) -> int | None:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}") from None
+        raise InputError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}") from None
     if not value.is_integer() or value < 0:
-        raise ValueError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}")
+        raise InputError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}")
     return int(value)
 
 
@@ -52,11 +53,11 @@ def read_cohort(path: str | os.PathLike) -> list[CohortRow]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None:
-            raise ValueError(f"{path}: empty cohort file; expected a header with {', '.join(REQUIRED_COLUMNS)}")
+            raise InputError(f"{path}: empty cohort file; expected a header with {', '.join(REQUIRED_COLUMNS)}")
         columns = {name.strip().lower(): name for name in reader.fieldnames if name is not None}
         missing = [name for name in REQUIRED_COLUMNS if name not in columns]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{path}: line 1: missing column(s) {', '.join(missing)}; "
                 f"required: {', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})"
             )
@@ -70,24 +71,24 @@ def read_cohort(path: str | os.PathLike) -> list[CohortRow]:
             values = {key: (raw.get(columns[key]) or "").strip() for key in columns if key in columns}
             for field in REQUIRED_COLUMNS:
                 if values.get(field, "") == "":
-                    raise ValueError(f"{where}: field {field!r} is empty")
+                    raise InputError(f"{where}: field {field!r} is empty")
             parsed: dict[str, object] = {"sex": values["sex"]}
             for field in ("age", "weight", "height"):
                 try:
                     parsed[field] = float(values[field])
                 except ValueError:
-                    raise ValueError(f"{where}: field {field!r} must be a number, got {values[field]!r}") from None
+                    raise InputError(f"{where}: field {field!r} must be a number, got {values[field]!r}") from None
             try:
                 demographics = Demographics(**parsed)
             except (ValueError, TypeError) as error:
                 field = next((name for name in REQUIRED_COLUMNS if str(error).startswith(name)), "value")
-                raise ValueError(f"{where}: field {field!r}: {error}") from None
+                raise InputError(f"{where}: field {field!r}: {error}") from None
             seed = _parse_seed(values.get("seed", ""), where) if "seed" in values else None
             subject_id = values.get("id", "") or f"row{len(rows) + 1}"
             if subject_id in seen:
-                raise ValueError(f"{where}: field 'id': duplicate id {subject_id!r}")
+                raise InputError(f"{where}: field 'id': duplicate id {subject_id!r}")
             seen.add(subject_id)
             rows.append(CohortRow(id=subject_id, demographics=demographics, seed=seed))
     if not rows:
-        raise ValueError(f"{path}: the cohort file has a header but no subjects")
+        raise InputError(f"{path}: the cohort file has a header but no subjects")
     return rows

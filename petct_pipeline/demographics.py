@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["Demographics", "AGE_RANGE", "WEIGHT_RANGE", "HEIGHT_RANGE", "SEX_VALUES", "parse_sex"]
 
 AGE_RANGE = (0.0, 120.0)  # years
@@ -27,10 +29,10 @@ _SEX_SPELLINGS = {
 def parse_sex(value: Any) -> str:
     """Normalise the obvious spellings of sex ("male", "f", "Woman", ...) to "M" or "F"."""
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise TypeError(f"sex must be one of {SEX_VALUES} (or male/female), got {value!r}")
+        raise InputTypeError(f"sex must be one of {SEX_VALUES} (or male/female), got {value!r}")
     key = str(value).strip().lower()
     if key not in _SEX_SPELLINGS:
-        raise ValueError(f"sex must be one of {SEX_VALUES} (or male/female), got {value!r}")
+        raise InputError(f"sex must be one of {SEX_VALUES} (or male/female), got {value!r}")
     return _SEX_SPELLINGS[key]
 
 
@@ -45,14 +47,14 @@ def _validated_number(name: str, value: Any, bounds: tuple[float, float], unit: 
             if isinstance(value, np.generic) and np.issubdtype(type(value), np.number):
                 value = float(value)
             else:
-                raise TypeError
+                raise InputTypeError
         except TypeError:
-            raise TypeError(f"{name} must be a number ({allowed}), got {value!r}") from None
+            raise InputTypeError(f"{name} must be a number ({allowed}), got {value!r}") from None
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite ({allowed}), got {value!r}")
+        raise InputError(f"{name} must be finite ({allowed}), got {value!r}")
     if not low <= value <= high:
-        raise ValueError(f"{name}={value:g} is out of range: {allowed}")
+        raise InputError(f"{name}={value:g} is out of range: {allowed}")
     return value
 
 
@@ -95,7 +97,7 @@ class Demographics:
             return 1.0 if self.is_male else 0.0
         if name in ("age", "weight", "height", "height_m", "bmi", "bsa"):
             return float(getattr(self, name))
-        raise ValueError(
+        raise InputError(
             f"unknown demographic quantity {name!r}; allowed: age, sex, weight, height, height_m, bmi, bsa"
         )
 
@@ -107,7 +109,7 @@ class Demographics:
         """Build from a dict/CSV row with keys age, sex, weight, height (strings are parsed as numbers)."""
         missing = [key for key in ("age", "sex", "weight", "height") if key not in row or row[key] in ("", None)]
         if missing:
-            raise ValueError(f"missing demographic field(s) {missing}; required: age, sex, weight, height")
+            raise InputError(f"missing demographic field(s) {missing}; required: age, sex, weight, height")
         values: dict[str, Any] = {"sex": row["sex"]}
         for key in ("age", "weight", "height"):
             raw = row[key]
@@ -115,6 +117,6 @@ class Demographics:
                 try:
                     raw = float(raw.strip())
                 except ValueError:
-                    raise ValueError(f"{key} must be a number, got {row[key]!r}") from None
+                    raise InputError(f"{key} must be a number, got {row[key]!r}") from None
             values[key] = raw
         return cls(**values)

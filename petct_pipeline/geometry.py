@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
     "VolumeGrid",
     "ras_affine",
@@ -65,7 +67,7 @@ def coordinate_grid(
     axes = []
     for n, s0, m in zip(full_shape, start, size):
         if not (0 <= s0 and s0 + m <= n):
-            raise ValueError(f"crop start={start} size={size} lies outside the grid {tuple(full_shape)}")
+            raise InputError(f"crop start={start} size={size} lies outside the grid {tuple(full_shape)}")
         full = np.linspace(-1.0, 1.0, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32)
         axes.append(full[s0 : s0 + m])
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=0)
@@ -80,9 +82,9 @@ class VolumeGrid:
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or any(int(n) < 1 for n in self.shape):
-            raise ValueError(f"shape must be three positive ints, got {self.shape!r}")
+            raise InputError(f"shape must be three positive ints, got {self.shape!r}")
         if len(self.spacing) != 3 or any(not (float(s) > 0) for s in self.spacing):
-            raise ValueError(f"spacing must be three positive numbers (mm), got {self.spacing!r}")
+            raise InputError(f"spacing must be three positive numbers (mm), got {self.spacing!r}")
         object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
 

@@ -14,6 +14,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["writable_dir", "atomic_path", "atomic_dir", "save_nifti", "load_nifti", "write_json", "read_json"]
 
 
@@ -21,13 +23,13 @@ def writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Create ``path`` if needed and prove it takes a file, so a run fails before any work, not after."""
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{what} {out} exists and is not a folder")
+        raise InputError(f"{what} {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".petct-write-test-"):
             pass
     except OSError as error:
-        raise ValueError(f"{what} {out} is not writable: {error.strerror or error}") from None
+        raise InputError(f"{what} {out} is not writable: {error.strerror or error}") from None
     return out
 
 
@@ -111,4 +113,4 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    raise InputTypeError(f"not JSON serialisable: {type(value).__name__}")

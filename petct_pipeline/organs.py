@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError, InputTypeError
+
 __all__ = [
     "LABELS",
     "LABEL_IDS",
@@ -153,12 +155,12 @@ EVALUATION_ORGANS: tuple[str, ...] = (
 def organ_ids(organ: str) -> tuple[int, ...]:
     """Label ids that make up ``organ`` (a TotalSegmentator class name or a group name)."""
     if not isinstance(organ, str):
-        raise TypeError(f"organ must be a name (str), got {organ!r}")
+        raise InputTypeError(f"organ must be a name (str), got {organ!r}")
     if organ in ORGAN_GROUPS:
         return tuple(LABEL_IDS[name] for name in ORGAN_GROUPS[organ])
     if organ in LABEL_IDS:
         return (LABEL_IDS[organ],)
-    raise ValueError(
+    raise InputError(
         f"unknown organ {organ!r}: expected a TotalSegmentator 'total' class name (e.g. 'liver') "
         f"or a group ({', '.join(sorted(ORGAN_GROUPS))})"
     )
@@ -169,7 +171,7 @@ def organ_mask(labels: np.ndarray, organ: str) -> np.ndarray:
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.mod(labels, 1) == 0):
-            raise TypeError(f"labels must be an integer label map, got dtype {labels.dtype}")
+            raise InputTypeError(f"labels must be an integer label map, got dtype {labels.dtype}")
         labels = labels.astype(np.int32)
     ids = organ_ids(organ)
     if len(ids) == 1:

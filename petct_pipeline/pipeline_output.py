@@ -12,6 +12,7 @@ import torch
 from diffusers.utils import BaseOutput
 
 from .demographics import Demographics
+from .errors import InputError
 from .intensity import HU_RANGE
 from .io import save_nifti, write_json
 
@@ -55,7 +56,7 @@ class PETCTPipelineOutput(BaseOutput):
         out_dir = Path(out_dir)
         if index is not None:
             if not 0 <= index < len(self.ct):
-                raise ValueError(f"index must be in [0, {len(self.ct) - 1}], got {index}")
+                raise InputError(f"index must be in [0, {len(self.ct) - 1}], got {index}")
             return [self._save_one(index, out_dir)]
         if len(self.ct) == 1:
             return [self._save_one(0, out_dir)]

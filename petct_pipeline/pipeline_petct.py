@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
@@ -27,13 +28,28 @@ from diffusers.utils.torch_utils import randn_tensor
 from . import __version__
 from .back_projection import back_project
 from .demographics import Demographics
+from .errors import InputError, InputTypeError, ModelLoadError
 from .geometry import body_slices, coordinate_grid, ras_affine
 from .intensity import from_model_space, hu_to_model, suv_to_model
+from .model_files import check_pipeline_folder, looks_like_path
 from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
+from .models.denoiser import KnownVoxels, Stage1Denoiser, sample_with_scheduler
 from .pipeline_output import PETCTPipelineOutput
+from .step_callback import CALLBACK_TENSOR_INPUTS, StepCallback
 from .zchunks import blend_weights, plan_z_chunks
 
-__all__ = ["PETCTPipeline", "PETCTPipelineOutput", "default_guidance_scale", "validate_sampling_arguments"]
+__all__ = [
+    "PETCTPipeline",
+    "PETCTPipelineOutput",
+    "default_guidance_scale",
+    "validate_sampling_arguments",
+    "DEFAULT_STEPS",
+    "DEFAULT_SR_STEPS",
+    "DEFAULT_SR_CHUNK_SIZE",
+    "DEFAULT_SR_CHUNK_OVERLAP",
+    "DEFAULT_BACK_PROJECTION_ITERATIONS",
+    "DEFAULT_PRIOR_SCALE",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +79,9 @@ DEFAULT_GUIDANCE_SCALE_WITH_PRIOR = 1.0
 #: SUVmean bias fell from up to 12.5 % to within 1.3 % (benchmarks/bench_stage_errors.py); 6
 #: iterations take about 1.6 s per subject on 2 CPU cores
 DEFAULT_BACK_PROJECTION_ITERATIONS = 6
+#: SR z-chunk length and overlap in output slices: the paper's 96-slice chunks with 8 overlap
+DEFAULT_SR_CHUNK_SIZE = 96
+DEFAULT_SR_CHUNK_OVERLAP = 8
 #: default weight of the demographic prior's shift (models/demographic_prior.py) when the pipeline has one
 DEFAULT_PRIOR_SCALE = 0.6
 _MAX_PRIOR_SCALE = 5.0
@@ -80,7 +99,7 @@ class PETCTPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "demographic_encoder->unet->sr_unet"
     _optional_components = ["demographic_prior"]
-    _callback_tensor_inputs = ["latents"]
+    _callback_tensor_inputs = list(CALLBACK_TENSOR_INPUTS)
 
     def __init__(
         self,
@@ -116,23 +135,23 @@ class PETCTPipeline(DiffusionPipeline):
     def _check_geometry(self) -> None:
         base_shape = tuple(self.config.base_shape)
         if len(base_shape) != 3 or min(base_shape) < 1:
-            raise ValueError(f"base_shape must be three positive ints, got {base_shape}")
+            raise InputError(f"base_shape must be three positive ints, got {base_shape}")
         if self.config.sr_scale < 1:
-            raise ValueError(f"sr_scale must be >= 1, got {self.config.sr_scale}")
+            raise InputError(f"sr_scale must be >= 1, got {self.config.sr_scale}")
         if self.unet.config.in_channels != 2 or self.unet.config.out_channels != 2:
-            raise ValueError("unet must map 2 channels (CT, PET) to 2 channels")
+            raise InputError("unet must map 2 channels (CT, PET) to 2 channels")
         if self.sr_unet.config.conditioning_channels != 5:
-            raise ValueError(
+            raise InputError(
                 "sr_unet needs conditioning_channels=5 (upsampled CT+PET and xyz coordinate maps), "
                 f"got {self.sr_unet.config.conditioning_channels}"
             )
         prior = self.demographic_prior
         if prior is not None:
             if list(prior.config.shape) != list(base_shape):
-                raise ValueError(f"demographic_prior was fitted on grid {list(prior.config.shape)}, "
+                raise InputError(f"demographic_prior was fitted on grid {list(prior.config.shape)}, "
                                  f"but base_shape is {list(base_shape)}")
             if prior.config.num_features != self.demographic_encoder.num_features:
-                raise ValueError(f"demographic_prior takes {prior.config.num_features} features, the "
+                raise InputError(f"demographic_prior takes {prior.config.num_features} features, the "
                                  f"demographic_encoder gives {self.demographic_encoder.num_features}")
 
     @property
@@ -152,16 +171,13 @@ class PETCTPipeline(DiffusionPipeline):
         """``DEFAULT_PRIOR_SCALE`` when the pipeline has a demographic prior, else 0 (off)."""
         return DEFAULT_PRIOR_SCALE if self.demographic_prior is not None else 0.0
 
-    @staticmethod
-    def _downsampling_factor(unet: PETCTUNet3DModel) -> int:
-        return 2 ** (len(unet.config.block_out_channels) - 1)
-
     # ------------------------------------------------------------------ inputs
     @staticmethod
-    def _as_demographics(demographics: Any) -> list[Demographics]:
+    def prepare_subjects(demographics: Demographics | dict | Sequence[Demographics | dict]) -> list[Demographics]:
+        """One ``Demographics`` per subject from a ``Demographics``, a dict, or a non-empty list of them."""
         items = [demographics] if isinstance(demographics, Demographics | dict) else demographics
         if not isinstance(items, Sequence) or isinstance(items, str) or len(items) == 0:
-            raise TypeError(
+            raise InputTypeError(
                 f"demographics must be a Demographics, a dict or a non-empty list of them, got {demographics!r}"
             )
         return [Demographics.from_mapping(d) if isinstance(d, dict) else _checked_demographics(d) for d in items]
@@ -185,23 +201,27 @@ class PETCTPipeline(DiffusionPipeline):
             prior_scale,
         )
         if prior_scale > 0 and self.demographic_prior is None:
-            raise ValueError(f"prior_scale={prior_scale:g} needs a demographic_prior component, and this pipeline "
+            raise InputError(f"prior_scale={prior_scale:g} needs a demographic_prior component, and this pipeline "
                              "has none (fit one with training/fit_prior.py, or pass prior_scale=0)")
-        factor = self._downsampling_factor(self.sr_unet)
-        if isinstance(sr_chunk_size, bool) or not isinstance(sr_chunk_size, int) or sr_chunk_size < factor:
-            raise ValueError(f"sr_chunk_size must be an integer >= {factor}, got {sr_chunk_size!r}")
-        if sr_chunk_size % factor:
-            raise ValueError(
-                f"sr_chunk_size must be a multiple of {factor} (the SR UNet's downsampling), got {sr_chunk_size}"
-            )
-        if isinstance(sr_chunk_overlap, bool) or not isinstance(sr_chunk_overlap, int):
-            raise ValueError(f"sr_chunk_overlap must be an integer in [0, {sr_chunk_size}), got {sr_chunk_overlap!r}")
-        if not 0 <= sr_chunk_overlap < sr_chunk_size:
-            raise ValueError(f"sr_chunk_overlap must be in [0, sr_chunk_size={sr_chunk_size}), got {sr_chunk_overlap}")
+        self.check_chunking(sr_chunk_size, sr_chunk_overlap)
         if output_type not in ("np", "pt"):
-            raise ValueError(f"output_type must be 'np' or 'pt', got {output_type!r}")
+            raise InputError(f"output_type must be 'np' or 'pt', got {output_type!r}")
         if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"got {len(generator)} generators for a batch of {batch_size} demographics")
+            raise InputError(f"got {len(generator)} generators for a batch of {batch_size} demographics")
+
+    def check_chunking(self, chunk_size: int, chunk_overlap: int) -> None:
+        """The SR z-chunks must be whole multiples of the SR UNet's downsampling and overlap less than a chunk."""
+        factor = self.sr_unet.spatial_multiple
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < factor:
+            raise InputError(f"sr_chunk_size must be an integer >= {factor}, got {chunk_size!r}")
+        if chunk_size % factor:
+            raise InputError(
+                f"sr_chunk_size must be a multiple of {factor} (the SR UNet's downsampling), got {chunk_size}"
+            )
+        if isinstance(chunk_overlap, bool) or not isinstance(chunk_overlap, int):
+            raise InputError(f"sr_chunk_overlap must be an integer in [0, {chunk_size}), got {chunk_overlap!r}")
+        if not 0 <= chunk_overlap < chunk_size:
+            raise InputError(f"sr_chunk_overlap must be in [0, sr_chunk_size={chunk_size}), got {chunk_overlap}")
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -213,14 +233,14 @@ class PETCTPipeline(DiffusionPipeline):
         guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         sr_noise_level: float | None = None,
-        sr_chunk_size: int = 96,
-        sr_chunk_overlap: int = 8,
+        sr_chunk_size: int = DEFAULT_SR_CHUNK_SIZE,
+        sr_chunk_overlap: int = DEFAULT_SR_CHUNK_OVERLAP,
         back_projection_iterations: int = DEFAULT_BACK_PROJECTION_ITERATIONS,
         prior_scale: float | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
-        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        callback_on_step_end_tensor_inputs: Sequence[str] = CALLBACK_TENSOR_INPUTS,
     ) -> PETCTPipelineOutput | tuple:
         """Generate one PET/CT per entry of ``demographics``.
 
@@ -235,123 +255,117 @@ class PETCTPipeline(DiffusionPipeline):
         ``prior_scale`` weights the ``demographic_prior``'s shift (default ``DEFAULT_PRIOR_SCALE`` when
         the pipeline has a prior, else 0 = off).
         """
-        subjects = self._as_demographics(demographics)
-        batch_size = len(subjects)
+        # 1. Check inputs and resolve the defaults that depend on the pipeline
+        subjects = self.prepare_subjects(demographics)
         sr_noise_level = self.config.sr_noise_level if sr_noise_level is None else sr_noise_level
         prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
-        if guidance_scale is None:
-            guidance_scale = default_guidance_scale(prior_scale)
-        self.check_inputs(
-            num_inference_steps,
-            sr_num_inference_steps,
-            guidance_scale,
-            sr_noise_level,
-            sr_chunk_size,
-            sr_chunk_overlap,
-            output_type,
-            generator,
-            batch_size,
-            back_projection_iterations,
-            prior_scale,
-        )
-        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
-        if unknown:
-            raise ValueError(
-                f"callback_on_step_end_tensor_inputs must be in {self._callback_tensor_inputs}, got {unknown}"
-            )
+        guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
+        self.check_inputs(num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, sr_chunk_size,
+                          sr_chunk_overlap, output_type, generator, len(subjects), back_projection_iterations,
+                          prior_scale)
+        step_callback = StepCallback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        generators = generator if isinstance(generator, list) else [generator] * len(subjects)
 
-        generators = generator if isinstance(generator, list) else [generator] * batch_size
-        step_counter = _StepCounter(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        # 2. Stage 1: low-resolution CT+PET of every subject from the demographics
+        low_res = self.sample_base(subjects, num_inference_steps, guidance_scale, prior_scale, generator,
+                                   step_callback=step_callback)
 
-        low_res = self._sample_base(subjects, num_inference_steps, guidance_scale, prior_scale, generator, step_counter)
+        # 3. Stage 2, one subject at a time: super-resolve, back-project onto stage 1, HU and SUV
         outputs_ct, outputs_pet, affines, metadata = [], [], [], []
-        spacing = (self.output_spacing,) * 3
         for index, subject in enumerate(subjects):
-            volume = self._sample_super_resolution(
-                low_res[index : index + 1],
-                subject,
-                sr_num_inference_steps,
-                sr_noise_level,
-                sr_chunk_size,
-                sr_chunk_overlap,
-                generators[index],
-                step_counter,
-            )
-            volume = self._back_project(volume, low_res[index : index + 1], back_projection_iterations)
-            ct, pet = from_model_space(volume[0, 0].float(), volume[0, 1].float())
-            affines.append(ras_affine(tuple(ct.shape), spacing))
-            if output_type == "np":
-                ct, pet = ct.cpu().numpy(), pet.cpu().numpy()
+            subject_low_res = low_res[index : index + 1]
+            volume = self.super_resolve(subject_low_res, subject, sr_num_inference_steps, sr_noise_level,
+                                        generators[index], sr_chunk_size, sr_chunk_overlap,
+                                        step_callback=step_callback)
+            volume = self.back_project(volume, subject_low_res, back_projection_iterations)
+            ct, pet, affine = self.decode(volume, output_type)
             outputs_ct.append(ct)
             outputs_pet.append(pet)
-            sidecar = self._sidecar(
-                generators[index],
-                num_inference_steps,
-                sr_num_inference_steps,
-                guidance_scale,
-                sr_noise_level,
-                back_projection_iterations,
-                prior_scale,
-            )
-            metadata.append(sidecar)
+            affines.append(affine)
+            metadata.append(self.sampling_record(generators[index], num_inference_steps, sr_num_inference_steps,
+                                                 guidance_scale, sr_noise_level, back_projection_iterations,
+                                                 prior_scale))
 
+        # 4. Offload and return
         self.maybe_free_model_hooks()
         if not return_dict:
             return outputs_ct, outputs_pet, affines
-        return PETCTPipelineOutput(
-            ct=outputs_ct, pet=outputs_pet, affines=affines, spacing=spacing, demographics=subjects, metadata=metadata
-        )
+        return PETCTPipelineOutput(ct=outputs_ct, pet=outputs_pet, affines=affines, spacing=(self.output_spacing,) * 3,
+                                   demographics=subjects, metadata=metadata)
 
-    def _sample_base(
+    @property
+    def stage1_denoiser(self) -> Stage1Denoiser:
+        """Stage 1's guided denoiser over this pipeline's components (models/denoiser.py)."""
+        return Stage1Denoiser(self.unet, self.demographic_encoder, self.scheduler, self.demographic_prior)
+
+    @torch.no_grad()
+    def sample_base(
         self,
-        subjects: list[Demographics],
-        num_inference_steps: int,
-        guidance_scale: float,
-        prior_scale: float,
-        generator: torch.Generator | list[torch.Generator] | None,
-        step_counter: _StepCounter,
+        subjects: Sequence[Demographics],
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float | None = None,
+        prior_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        start_volume: torch.Tensor | None = None,
+        strength: float = 1.0,
+        known: KnownVoxels | None = None,
+        step_callback: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Stage 1: (B, 2, *base_shape) model-space volumes, air/zero outside each body.
+        """Stage 1: (B, 2, *base_shape) model-space volumes, air and zero uptake outside each body.
 
-        With ``prior_scale`` > 0 the denoised estimate is moved by ``prior_scale`` times the prior's
-        shift at every step whose noise level is above the prior's ``sigma_min``. The shift is added
-        to the network output divided by the scheduler's output scaling c_out, so any EDM scheduler
-        takes it as part of its own prediction.
+        Samples with the pipeline's scheduler over ``stage1_denoiser`` (guidance, the demographic prior
+        above its ``sigma_min``, ``known`` voxels kept at their given values). With ``start_volume``
+        ((B, 2, *base_shape), model space) it starts from that volume noised to the scheduler's noise
+        level at ``1 - strength`` of the way down the schedule and runs the remaining
+        ``round(strength * num_inference_steps)`` steps (SDEdit, Meng et al. 2022; diffusers'
+        img2img ``strength``). ``guidance_scale`` and ``prior_scale`` default as in ``__call__``.
+        ``step_callback(stage, timestep, latents) -> latents`` runs after every step (a ``StepCallback``).
         """
-        device, dtype = self._execution_device, self.unet.dtype
-        batch_size = len(subjects)
-        features = self.demographic_encoder.features(subjects).to(device)
-        embedding = self.demographic_encoder(features).embedding
-        do_guidance = guidance_scale != 1.0
-        if do_guidance:
-            null = self.demographic_encoder(None, batch_size=batch_size).embedding
-            embedding = torch.cat([null, embedding])
-        embedding = embedding.to(dtype)
-        prior_shift = None
-        if prior_scale > 0:
-            prior_shift = prior_scale * self.demographic_prior(features.to(self.demographic_prior.device)).to(device)
+        # 1. Check the arguments and resolve the defaults
+        prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
+        guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
+        validate_sampling_arguments(num_inference_steps, 1, guidance_scale, 0.0, 0, prior_scale)
+        shape = (len(subjects), 2, *self.base_shape)
+        first_step = self.start_step(num_inference_steps, strength, start_volume, shape)
+        if known is not None:
+            known.check_shape(shape)
+        device = self._execution_device
+        denoiser = self.stage1_denoiser
+        condition = denoiser.condition(subjects, guidance_scale, prior_scale, known, device=device)
 
+        # 2. Initial noise: pure noise at sigma_max, or the start volume noised to the first step's level
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        shape = (batch_size, 2, *self.base_shape)
         latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-        latents = latents * self.scheduler.init_noise_sigma
-        for index, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            model_input = torch.cat([latents] * 2) if do_guidance else latents
-            model_input = self.scheduler.scale_model_input(model_input, t)
-            output = self.unet(model_input.to(dtype), t, encoder_embedding=embedding).sample.float()
-            if do_guidance:
-                unconditional, conditional = output.chunk(2)
-                output = unconditional + guidance_scale * (conditional - unconditional)
-            sigma = self.scheduler.sigmas[index]
-            if prior_shift is not None and sigma > self.demographic_prior.config.sigma_min:
-                c_out = self.scheduler.precondition_outputs(torch.zeros(()), torch.ones(()), sigma)
-                output = output + prior_shift / c_out.to(device)
-            latents = self.scheduler.step(output, t, latents, generator=_first(generator)).prev_sample
-            latents = step_counter(self, t, latents, "base")
-        return self._mask_outside_body(latents, subjects)
+        if start_volume is None:
+            latents = latents * self.scheduler.init_noise_sigma
+        else:
+            self.scheduler.set_begin_index(first_step)
+            latents = start_volume.to(device, torch.float32) + latents * self.scheduler.sigmas[first_step].to(device)
 
-    def _mask_outside_body(self, volume: torch.Tensor, subjects: list[Demographics]) -> torch.Tensor:
-        """Set slices below each subject's scan length (geometry.body_slices) to air / zero uptake."""
+        # 3. Denoise: the scheduler's steps over the guided denoiser's output
+        latents = sample_with_scheduler(denoiser, condition, latents, first_step, _first(generator), self.progress_bar,
+                                        step_callback)
+        return self.mask_outside_body(latents, subjects)
+
+    def start_step(self, num_inference_steps: int, strength: float, start_volume: torch.Tensor | None,
+                   shape: Sequence[int]) -> int:
+        """Index of the first of ``num_inference_steps`` steps that an SDEdit start at ``strength`` runs."""
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
+            raise InputError(f"strength must be a number in (0, 1], got {strength!r}")
+        if start_volume is None:
+            if strength != 1.0:
+                raise InputError(f"strength={strength:g} needs a start_volume to start from")
+            return 0
+        if not isinstance(start_volume, torch.Tensor) or tuple(start_volume.shape) != tuple(shape):
+            found = tuple(start_volume.shape) if isinstance(start_volume, torch.Tensor) else type(start_volume)
+            raise InputError(f"start_volume must be a tensor of shape {tuple(shape)} (model space), got {found}")
+        steps_run = min(round(strength * num_inference_steps), num_inference_steps)
+        if steps_run < 1:
+            raise InputError(f"strength={strength:g} runs no step of {num_inference_steps}; raise strength or steps")
+        return num_inference_steps - steps_run
+
+    def mask_outside_body(self, volume: torch.Tensor, subjects: Sequence[Demographics]) -> torch.Tensor:
+        """Set the stage-1 slices below each subject's scan length (geometry.body_slices) to air / zero uptake."""
         background = torch.tensor([hu_to_model(-1000.0), suv_to_model(0.0)], device=volume.device, dtype=volume.dtype)
         nz = volume.shape[-1]
         volume = volume.clone()
@@ -360,62 +374,110 @@ class PETCTPipeline(DiffusionPipeline):
             volume[index, :, :, :, : nz - body] = background.view(2, 1, 1, 1)
         return volume
 
-    def _sample_super_resolution(
+    @torch.no_grad()
+    def super_resolve(
         self,
         low_res: torch.Tensor,
         subject: Demographics,
-        num_inference_steps: int,
-        sr_noise_level: float,
-        chunk_size: int,
-        chunk_overlap: int,
-        generator: torch.Generator | None,
-        step_counter: _StepCounter,
+        num_inference_steps: int = DEFAULT_SR_STEPS,
+        noise_level: float | None = None,
+        generator: torch.Generator | None = None,
+        chunk_size: int = DEFAULT_SR_CHUNK_SIZE,
+        chunk_overlap: int = DEFAULT_SR_CHUNK_OVERLAP,
+        known: KnownVoxels | None = None,
+        step_callback: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Stage 2 for one subject: (1, 2, X, Y, body z) at the output resolution, in model space."""
+        """Stage 2 for one subject: (1, 2, *base_shape) stage-1 volume -> (1, 2, X, Y, body z) at the output grid.
+
+        Denoises the residual between the fine volume and the trilinearly upsampled ``low_res``,
+        conditioned on that upsampled volume (plus ``noise_level`` Gaussian augmentation, default the
+        pipeline's ``sr_noise_level``) and xyz coordinate maps, in z-chunks of ``chunk_size`` slices
+        overlapping by ``chunk_overlap`` whose outputs are blended at every step (memory flat in body
+        length). The output covers the subject's body slices (the top of the grid). ``known`` voxels
+        (model space, on that output) are kept at their given values.
+        """
+        # 1. Check the arguments; the residual grid is the body rounded up to the UNet's downsampling
+        noise_level = self.config.sr_noise_level if noise_level is None else noise_level
+        validate_sampling_arguments(1, num_inference_steps, 1.0, noise_level)
+        self.check_chunking(chunk_size, chunk_overlap)
         device, dtype = self._execution_device, self.sr_unet.dtype
-        scale = self.config.sr_scale
         full_shape = self.output_shape
-        factor = self._downsampling_factor(self.sr_unet)
+        factor = self.sr_unet.spatial_multiple
         body = body_slices(subject.height, self.output_spacing, max_slices=full_shape[2])
         length = min(full_shape[2], math.ceil(body / factor) * factor)
         z_start = full_shape[2] - length
+        if known is not None:
+            known.check_shape((1, 2, *full_shape[:2], body))
 
-        upsampled = F.interpolate(low_res, scale_factor=scale, mode="trilinear", align_corners=False)
+        # 2. Conditioning: the noise-augmented upsampled stage-1 volume and the coordinate maps
+        upsampled = F.interpolate(low_res, scale_factor=self.config.sr_scale, mode="trilinear", align_corners=False)
         upsampled = upsampled[..., z_start:]
         residual_noise = randn_tensor((1, 2, *full_shape[:2], length), generator=generator, device=device)
         augment_noise = randn_tensor(upsampled.shape, generator=generator, device=device)
-        condition_volume = upsampled + sr_noise_level * augment_noise
+        condition_volume = upsampled + noise_level * augment_noise
         coords = torch.from_numpy(coordinate_grid(full_shape, (0, 0, z_start), (*full_shape[:2], length)))
         conditioning = torch.cat([condition_volume, coords[None].to(device)], dim=1).to(dtype)
+        known_residual = None if known is None else self.residual_known_voxels(known, upsampled, length - body)
 
+        # 3. Denoise the residual: every chunk's output blended into one prediction per step
         chunks = plan_z_chunks(length, min(chunk_size, length), chunk_overlap)
         weights = [w.to(device).view(1, 1, 1, 1, -1) for w in blend_weights(chunks, length)]
         self.sr_scheduler.set_timesteps(num_inference_steps, device=device)
         residual = residual_noise * self.sr_scheduler.init_noise_sigma
-        for t in self.progress_bar(self.sr_scheduler.timesteps):
-            model_input = self.sr_scheduler.scale_model_input(residual, t)
+        for index, timestep in enumerate(self.progress_bar(self.sr_scheduler.timesteps)):
+            model_input = self.sr_scheduler.scale_model_input(residual, timestep)
             output = torch.zeros_like(residual)
             for (start, stop), weight in zip(chunks, weights):
                 chunk_out = self.sr_unet(
-                    model_input[..., start:stop].to(dtype), t, conditioning=conditioning[..., start:stop]
+                    model_input[..., start:stop].to(dtype), timestep, conditioning=conditioning[..., start:stop]
                 ).sample
                 output[..., start:stop] += weight * chunk_out.float()
-            residual = self.sr_scheduler.step(output, t, residual, generator=generator).prev_sample
-            residual = step_counter(self, t, residual, "sr")
+            if known_residual is not None:
+                output = known_residual.replace_output(output, residual, self.sr_scheduler.sigmas[index],
+                                                       self.sr_scheduler)
+            residual = self.sr_scheduler.step(output, timestep, residual, generator=generator).prev_sample
+            if step_callback is not None:
+                residual = step_callback("sr", timestep, residual)
+        if known_residual is not None:
+            residual = known_residual.paste(residual)
         volume = upsampled + residual
-        # crop away the padding added to reach a multiple of the UNet's downsampling
+        # 4. Crop away the padding added to reach a multiple of the UNet's downsampling
         return volume[..., length - body :]
 
-    def _back_project(self, volume: torch.Tensor, low_res: torch.Tensor, iterations: int) -> torch.Tensor:
-        """back_project the SR output (last ``body`` slices of the grid) onto its (1, 2, *base_shape) input."""
-        if iterations <= 0:
+    @staticmethod
+    def residual_known_voxels(known: KnownVoxels, upsampled: torch.Tensor, padding: int) -> KnownVoxels:
+        """``known`` (on the body slices) as known residual values on the padded SR grid."""
+        shape = upsampled.shape
+        mask = torch.zeros(shape, dtype=torch.bool, device=upsampled.device)
+        values = torch.zeros(shape, dtype=torch.float32, device=upsampled.device)
+        mask[..., padding:] = known.mask.to(upsampled.device).expand(*shape[:-1], shape[-1] - padding)
+        values[..., padding:] = known.values.to(upsampled).expand(*shape[:-1], shape[-1] - padding)
+        return KnownVoxels(mask, values - upsampled.float())
+
+    def back_project(self, volume: torch.Tensor, low_res: torch.Tensor,
+                     iterations: int = DEFAULT_BACK_PROJECTION_ITERATIONS) -> torch.Tensor:
+        """Correct the SR output (the body slices at the top of the grid) until it downsamples to ``low_res``.
+
+        ``volume`` (1, 2, X, Y, body z) from ``super_resolve``; ``low_res`` its (1, 2, *base_shape) input;
+        the correction runs in HU and SUV (back_projection.py); 0 iterations returns ``volume`` unchanged.
+        """
+        validate_sampling_arguments(1, 1, 1.0, 0.0, iterations)
+        if iterations == 0:
             return volume
         body = volume.shape[-1]
         full = F.interpolate(low_res.float(), scale_factor=self.config.sr_scale, mode="trilinear", align_corners=False)
         full[..., -body:] = volume.float()
         return back_project(full, low_res, iterations)[..., -body:].to(volume.dtype)
 
-    def _sidecar(
+    def decode(self, volume: torch.Tensor, output_type: str = "np") -> tuple[Any, Any, np.ndarray]:
+        """One (1, 2, X, Y, Z) model-space volume -> (CT in HU, PET in SUVbw, RAS affine of the output grid)."""
+        ct, pet = from_model_space(volume[0, 0].float(), volume[0, 1].float())
+        affine = ras_affine(tuple(ct.shape), (self.output_spacing,) * 3)
+        if output_type == "np":
+            ct, pet = ct.cpu().numpy(), pet.cpu().numpy()
+        return ct, pet, affine
+
+    def sampling_record(
         self,
         generator: torch.Generator | None,
         steps: int,
@@ -425,6 +487,7 @@ class PETCTPipeline(DiffusionPipeline):
         back_projection_iterations: int,
         prior_scale: float,
     ) -> dict[str, Any]:
+        """What reproduces one subject: generator, version, model and revision, and the sampling settings."""
         name_or_path = str(self.config.get("_name_or_path", "") or "")
         commit = _COMMIT_IN_PATH.search(name_or_path)
         return {
@@ -445,11 +508,22 @@ class PETCTPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> PETCTPipeline:
-        """Load from a local folder or a hub repo id (offline: the local hub cache); never unpickles."""
+        """Load from a local folder or a hub repo id (offline: the local hub cache); never unpickles.
+
+        A missing folder, an invalid config or a truncated weights file raises ``ModelLoadError``
+        naming the file and what to do (model_files.py).
+        """
         kwargs.setdefault("use_safetensors", True)
-        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        pipe._petct_model_id = str(pretrained_model_name_or_path)
-        pipe._petct_revision = kwargs.get("revision") or _resolved_commit(pretrained_model_name_or_path, kwargs)
+        name = pretrained_model_name_or_path
+        if Path(name).expanduser().is_dir() or looks_like_path(name):
+            check_pipeline_folder(name)
+        try:
+            pipe = super().from_pretrained(name, **kwargs)
+        except (OSError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(f"could not load the pipeline {str(name)!r}: {reason}") from error
+        pipe._petct_model_id = str(name)
+        pipe._petct_revision = kwargs.get("revision") or _resolved_commit(name, kwargs)
         return pipe
 
 
@@ -473,35 +547,16 @@ def validate_sampling_arguments(
         ("back_projection_iterations", back_projection_iterations, 0, _MAX_BACK_PROJECTION),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+            raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     for name, value, high in (
         ("guidance_scale", guidance_scale, 20.0),
         ("sr_noise_level", sr_noise_level, 1.0),
         ("prior_scale", prior_scale, _MAX_PRIOR_SCALE),
     ):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
+            raise InputError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
         if not 0.0 <= value <= high:
-            raise ValueError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
-
-
-class _StepCounter:
-    """Counts steps over both stages and runs the user's ``callback_on_step_end``."""
-
-    def __init__(self, callback: Callable | None, tensor_inputs: Sequence[str]) -> None:
-        self.callback = callback
-        self.tensor_inputs = tuple(tensor_inputs)
-        self.step = 0
-
-    def __call__(self, pipe: PETCTPipeline, t: torch.Tensor, latents: torch.Tensor, stage: str) -> torch.Tensor:
-        step = self.step
-        self.step += 1
-        if self.callback is None:
-            return latents
-        kwargs: dict[str, Any] = {"latents": latents} if "latents" in self.tensor_inputs else {}
-        kwargs["stage"] = stage
-        result = self.callback(pipe, step, t, kwargs) or {}
-        return result.get("latents", latents)
+            raise InputError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
 
 
 def _resolved_commit(name_or_path: str | Path, kwargs: dict[str, Any]) -> str | None:
@@ -521,5 +576,5 @@ def _first(generator: torch.Generator | list[torch.Generator] | None) -> torch.G
 
 def _checked_demographics(value: Any) -> Demographics:
     if not isinstance(value, Demographics):
-        raise TypeError(f"each demographics entry must be a Demographics or a dict, got {type(value).__name__}")
+        raise InputTypeError(f"each demographics entry must be a Demographics or a dict, got {type(value).__name__}")
     return value

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InputError
+
 __all__ = ["plan_z_chunks", "blend_weights"]
 
 
 def plan_z_chunks(length: int, chunk_size: int, overlap: int) -> list[tuple[int, int]]:
     """Start/stop pairs covering ``[0, length)`` with chunks of ``chunk_size`` overlapping by >= ``overlap``."""
     if chunk_size < 1:
-        raise ValueError(f"sr_chunk_size must be >= 1, got {chunk_size}")
+        raise InputError(f"sr_chunk_size must be >= 1, got {chunk_size}")
     if not 0 <= overlap < chunk_size:
-        raise ValueError(f"sr_chunk_overlap must be in [0, sr_chunk_size={chunk_size}), got {overlap}")
+        raise InputError(f"sr_chunk_overlap must be in [0, sr_chunk_size={chunk_size}), got {overlap}")
     if length <= chunk_size:
         return [(0, length)]
     stride = chunk_size - overlap

@@ -83,9 +83,7 @@ def test_prior_shift_lands_in_the_denoised_volume(monkeypatch):
         return type("Out", (), {"sample": torch.zeros_like(sample)})()
 
     monkeypatch.setattr(pipe.unet, "forward", zero_network)
-    from petct_pipeline.pipeline_petct import _StepCounter
-
-    low = pipe._sample_base([WOMAN, MAN], 1, 1.0, 2.0, torch.Generator().manual_seed(0), _StepCounter(None, ()))
+    low = pipe.sample_base([WOMAN, MAN], 1, 1.0, 2.0, torch.Generator().manual_seed(0))
     # one Euler step from sigma_max = 80 to 0 lands on the denoised estimate: c_skip * noise (~0) + shift
     inside = body_slices(MAN.height, pipe.config.base_spacing, max_slices=SHAPE[2])
     woman, man = low[0, 0, ..., -inside:], low[1, 0, ..., -inside:]

@@ -166,8 +166,9 @@ def test_back_projection_makes_the_output_downsample_to_the_stage1_volume(tiny_p
     from petct_pipeline.back_projection import downsample_like_preprocessing
 
     stage1 = []
-    sample_base = tiny_pipeline._sample_base
-    monkeypatch.setattr(tiny_pipeline, "_sample_base", lambda *a: stage1.append(sample_base(*a)) or stage1[-1])
+    sample_base = tiny_pipeline.sample_base
+    monkeypatch.setattr(tiny_pipeline, "sample_base",
+                        lambda *a, **k: stage1.append(sample_base(*a, **k)) or stage1[-1])
     errors = {}
     for iterations in (0, 8):
         out = run(tiny_pipeline, output_type="pt", back_projection_iterations=iterations)

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from ..errors import InputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..organs import EVALUATION_ORGANS
 
     if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
     scheme = SubgroupScheme(families=parse_families(args.subgroups), age_split=args.age_split,
                             bmi_edges=parse_edges(args.bmi_edges))
     organs = EVALUATION_ORGANS

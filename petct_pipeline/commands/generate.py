@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..checkpoints import default_model
 from ..demographics import Demographics
+from ..errors import InputError
 from ..io import writable_dir
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int]]:
     single = [args.age, args.sex, args.weight, args.height]
     if args.cohort is not None:
         if any(v is not None for v in single):
-            raise ValueError("give either --cohort or --age/--sex/--weight/--height, not both")
+            raise InputError("give either --cohort or --age/--sex/--weight/--height, not both")
         from ..cohort import read_cohort
 
         rows = read_cohort(args.cohort)
@@ -62,7 +63,7 @@ def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int]]:
         ]
     missing = [f"--{name}" for name, v in zip(("age", "sex", "weight", "height"), single) if v is None]
     if missing:
-        raise ValueError(f"missing {', '.join(missing)} (or give --cohort FILE.csv)")
+        raise InputError(f"missing {', '.join(missing)} (or give --cohort FILE.csv)")
     demographics = Demographics(age=args.age, sex=args.sex, weight=args.weight, height=args.height)
     return [("subject", demographics, args.seed)]
 
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = torch.device(args.device)
     except RuntimeError:
-        raise ValueError(f"--device {args.device!r} is not a torch device (e.g. cpu, cuda, cuda:0)") from None
+        raise InputError(f"--device {args.device!r} is not a torch device (e.g. cpu, cuda, cuda:0)") from None
     pipe = PETCTPipeline.from_pretrained(model).to(device)
     # sampling progress on an interactive terminal (or with -v); quiet in pipes and logs
     pipe.set_progress_bar_config(disable=not (args.verbose or sys.stderr.isatty()), leave=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..errors import InputError
+
 __all__ = ["register", "run"]
 
 logger = logging.getLogger(__name__)
@@ -49,23 +51,23 @@ def run(args: argparse.Namespace) -> int:
     single = [args.age, args.sex, args.weight, args.height]
     modes = sum([args.n is not None, args.cohort is not None, any(v is not None for v in single)])
     if modes != 1:
-        raise ValueError("give exactly one of --n N, --cohort FILE.csv, or --age/--sex/--weight/--height")
+        raise InputError("give exactly one of --n N, --cohort FILE.csv, or --age/--sex/--weight/--height")
     if args.seed is None or args.seed < 0:
-        raise ValueError(f"--seed={args.seed} is out of range: must be a non-negative integer")
+        raise InputError(f"--seed={args.seed} is out of range: must be a non-negative integer")
     if args.workers < 1:
-        raise ValueError(f"--workers={args.workers} is out of range: must be >= 1")
+        raise InputError(f"--workers={args.workers} is out of range: must be >= 1")
     if not 1.0 <= args.spacing <= 12.0:
-        raise ValueError(f"--spacing={args.spacing:g} is out of range: allowed range [1, 12] mm")
+        raise InputError(f"--spacing={args.spacing:g} is out of range: allowed range [1, 12] mm")
     if args.n is not None:
         if args.n < 1:
-            raise ValueError(f"--n={args.n} is out of range: the number of subjects must be >= 1")
+            raise InputError(f"--n={args.n} is out of range: the number of subjects must be >= 1")
         subjects = sample_population(args.n, args.seed)
     elif args.cohort is not None:
         subjects = [(row.demographics, row.seed) for row in read_cohort(args.cohort)]
     else:
         missing = [name for name, v in zip(("--age", "--sex", "--weight", "--height"), single) if v is None]
         if missing:
-            raise ValueError(f"single subject needs {', '.join(missing)} as well")
+            raise InputError(f"single subject needs {', '.join(missing)} as well")
         subjects = [(Demographics(age=args.age, sex=args.sex, weight=args.weight, height=args.height), args.seed)]
     writable_dir(args.out, what="--out")  # fail before any simulation
     studies = write_population(

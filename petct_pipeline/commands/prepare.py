@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..cli import UsageError
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -56,22 +56,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.dicom_root is not None:
         if args.data_dir is not None or args.cache is not None:
-            raise UsageError("--dicom-root writes a demographics CSV; run --data-dir/--cache as a second command")
+            raise InputError("--dicom-root writes a demographics CSV; run --data-dir/--cache as a second command")
         return _dicom(args)
     if args.data_dir is None:
-        raise UsageError("give --dicom-root DIR --out FILE.csv, or --data-dir DIR [--cache DIR --spacing MM]")
+        raise InputError("give --dicom-root DIR --out FILE.csv, or --data-dir DIR [--cache DIR --spacing MM]")
     return _data(args)
 
 
 def _dicom(args: argparse.Namespace) -> int:
     if args.out is None:
-        raise UsageError("--dicom-root needs --out FILE.csv")
+        raise InputError("--dicom-root needs --out FILE.csv")
     from ..data.dicom_demographics import read_dicom_demographics
 
     try:
         result = read_dicom_demographics(args.dicom_root)
     except ImportError as error:
-        raise UsageError(str(error)) from None
+        raise InputError(str(error)) from None
     result.write_csv(args.out)
     print(result.summary_text(), file=sys.stderr)
     print(args.out)
@@ -90,7 +90,7 @@ def _data(args: argparse.Namespace) -> int:
         from ..data.preprocess import PreprocessConfig, default_shape
 
         if args.workers < 0:
-            raise UsageError(f"--workers must be >= 0, got {args.workers}")
+            raise InputError(f"--workers must be >= 0, got {args.workers}")
         spacing = int(args.spacing) if float(args.spacing).is_integer() else args.spacing
         config = PreprocessConfig(
             spacing=spacing,
@@ -110,5 +110,5 @@ def _data(args: argparse.Namespace) -> int:
     if args.summary is not None:
         write_json(summary, args.summary)
     if not scan.studies:
-        raise UsageError(f"no usable study in {args.data_dir}; see the reasons above")
+        raise InputError(f"no usable study in {args.data_dir}; see the reasons above")
     return 0

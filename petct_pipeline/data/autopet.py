@@ -26,6 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..io import read_json
 from .demographics_csv import DemographicsTable, normalise_name, parse_age, read_demographics_csv
 from .study import IMAGE_KINDS, ScanResult, SkippedStudy, StudyRecord, check_nifti, resolve_demographics
@@ -73,7 +74,7 @@ def scan_autopet(
             or "full" (decompress every image completely).
     """
     if verify not in ("header", "full"):
-        raise ValueError(f"verify must be 'header' or 'full', got {verify!r}")
+        raise InputError(f"verify must be 'header' or 'full', got {verify!r}")
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"AutoPET data directory not found: {root}")
@@ -88,7 +89,7 @@ def scan_autopet(
 
     subjects = _subject_dirs(root)
     if not subjects:
-        raise ValueError(f"no PETCT_<id> subject folders found in {root} (AutoPET layout expected)")
+        raise InputError(f"no PETCT_<id> subject folders found in {root} (AutoPET layout expected)")
     for subject_dir in subjects:
         study_dirs = sorted(p for p in subject_dir.iterdir() if p.is_dir())
         if not study_dirs:
@@ -132,7 +133,7 @@ def read_autopet_metadata(path: str | os.PathLike) -> list[dict[str, str]]:
     text = path.read_text(encoding="utf-8-sig")
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None or "subject id" not in [f.strip().lower() for f in reader.fieldnames]:
-        raise ValueError(
+        raise InputError(
             f"{path}: not an AutoPET metadata CSV; expected columns Subject ID, Study Date, diagnosis, age, sex, "
             f"Modality, File Location; got {reader.fieldnames}"
         )

@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..demographics import Demographics
+from ..errors import InputError
 from ..io import atomic_path, read_json, write_json
 from .preprocess import PREPROCESS_VERSION, PreprocessConfig, preprocess_study
 from .study import ScanResult, StudyRecord
@@ -126,7 +127,7 @@ def open_cache(cache_dir: str | os.PathLike) -> CacheIndex:
         raise FileNotFoundError(f"no cache index at {path}; build it with `petct prepare --data-dir ... --cache ...`")
     data = read_json(path)
     if data.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{path}: cache index format {data.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
+        raise InputError(f"{path}: cache index format {data.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
     config = PreprocessConfig.from_mapping(data["config"])
     return CacheIndex(directory, config, data["studies"], data["skipped"], data["summary"])
 
@@ -203,7 +204,7 @@ def build_cache(
     else:
         studies, scan_skipped, scan_summary = list(scan), [], {}
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        raise InputError(f"num_workers must be an integer >= 0, got {num_workers!r}")
     directory = cache_dir_for(cache_root, config, scan)
     started = time.perf_counter()
     with _locked(directory):
@@ -313,7 +314,7 @@ class CachedVolumeDataset(Dataset):
         self.cache = cache if isinstance(cache, CacheIndex) else open_cache(cache)
         self.with_organs = with_organs
         if len(self.cache) == 0:
-            raise ValueError(
+            raise InputError(
                 f"the cache {self.cache.directory} holds no usable study "
                 f"({len(self.cache.skipped)} skipped; see index.json 'skipped')"
             )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, InputTypeError
 from ..io import atomic_path
 
 __all__ = [
@@ -43,7 +44,7 @@ def parse_age(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise TypeError(f"age must be a number or a DICOM age string like '063Y', got {value!r}")
+        raise InputTypeError(f"age must be a number or a DICOM age string like '063Y', got {value!r}")
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()
@@ -51,7 +52,7 @@ def parse_age(value: Any) -> float | None:
         return None
     match = _AGE_PATTERN.match(text)
     if not match:
-        raise ValueError(f"age must be a number of years or a DICOM age string like '063Y', got {value!r}")
+        raise InputError(f"age must be a number of years or a DICOM age string like '063Y', got {value!r}")
     return float(match.group(1)) * _AGE_UNITS[(match.group(2) or "Y").upper()]
 
 
@@ -95,7 +96,7 @@ class DemographicsTable:
 
 
 def parse_row(row: Mapping[str, Any], where: str = "demographics row") -> dict[str, Any]:
-    """Parse the known columns of one row; empty cells are left out. Bad numbers raise ValueError naming the cell."""
+    """Parse the known columns of one row; empty cells are left out. Bad numbers raise InputError naming the cell."""
     out: dict[str, Any] = {}
     if not _blank(row.get("age")):
         out["age"] = parse_age(row["age"])
@@ -113,7 +114,7 @@ def _number(value: Any, name: str, where: str) -> float:
     try:
         return float(str(value).strip())
     except ValueError:
-        raise ValueError(f"{where}: {name} must be a number, got {value!r}") from None
+        raise InputError(f"{where}: {name} must be a number, got {value!r}") from None
 
 
 def read_demographics_csv(path: str | os.PathLike) -> DemographicsTable:
@@ -124,10 +125,10 @@ def read_demographics_csv(path: str | os.PathLike) -> DemographicsTable:
     text = path.read_text(encoding="utf-8-sig")
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None:
-        raise ValueError(f"{path}: empty file, expected a header with columns {', '.join(DEMOGRAPHICS_COLUMNS)}")
+        raise InputError(f"{path}: empty file, expected a header with columns {', '.join(DEMOGRAPHICS_COLUMNS)}")
     names = {name: name.strip().lower() for name in reader.fieldnames}
     if "subject" not in names.values():
-        raise ValueError(
+        raise InputError(
             f"{path}: no 'subject' column; got columns {list(reader.fieldnames)}, "
             f"expected {', '.join(DEMOGRAPHICS_COLUMNS)}"
         )

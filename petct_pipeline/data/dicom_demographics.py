@@ -23,6 +23,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .demographics_csv import parse_age, write_demographics_csv
 
 __all__ = ["read_dicom_demographics", "DicomDemographicsResult", "require_pydicom", "header_values"]
@@ -97,7 +98,7 @@ def read_dicom_demographics(dicom_root: str | os.PathLike, files_per_series: int
         subject, study = _study_identity(root, series_dir, merged)
         studies[(subject, study)].append(merged)
     if not studies:
-        raise ValueError(f"no DICOM files found under {root}")
+        raise InputError(f"no DICOM files found under {root}")
     for (subject, study), series in sorted(studies.items()):
         row, problems = _study_row(subject, study, series)
         result.rows.append(row)

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .demographics_csv import DemographicsTable, normalise_name, parse_row, read_demographics_csv
 from .study import ScanResult, StudyRecord, check_nifti, resolve_demographics
 
@@ -42,7 +43,7 @@ def scan_nnunet(
 ) -> ScanResult:
     """Cases of an nnU-Net dataset folder; channel 0000 = CTres, 0001 = SUV."""
     if verify not in ("header", "full"):
-        raise ValueError(f"verify must be 'header' or 'full', got {verify!r}")
+        raise InputError(f"verify must be 'header' or 'full', got {verify!r}")
     root = Path(root)
     if not (root / "imagesTr").is_dir():
         raise NotADirectoryError(f"nnU-Net layout expected: {root / 'imagesTr'} does not exist")

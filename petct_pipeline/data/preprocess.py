@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError, InputTypeError
 from ..geometry import VolumeGrid, ras_affine, spacing_from_affine
 from ..intensity import to_model_space
 from ..io import load_nifti
@@ -67,7 +68,7 @@ _MASK_WORK_SPACING_MM = 4.0  # the body mask is found on a grid about this coars
 def default_shape(spacing: float) -> tuple[int, int, int]:
     """The paper's field of view (448 x 448 x 768 mm) at ``spacing``: 2 mm -> (224, 224, 384), 16 mm -> (28, 28, 48)."""
     if isinstance(spacing, bool) or not isinstance(spacing, int | float) or float(spacing) not in ALLOWED_SPACINGS:
-        raise ValueError(f"spacing must be one of {[int(s) for s in ALLOWED_SPACINGS]} mm, got {spacing!r}")
+        raise InputError(f"spacing must be one of {[int(s) for s in ALLOWED_SPACINGS]} mm, got {spacing!r}")
     return tuple(int(round(extent / float(spacing))) for extent in PAPER_EXTENT_MM)
 
 
@@ -98,30 +99,30 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         spacing = self.spacing
         if isinstance(spacing, bool) or not isinstance(spacing, int | float) or float(spacing) not in ALLOWED_SPACINGS:
-            raise ValueError(f"spacing must be one of {[int(s) for s in ALLOWED_SPACINGS]} mm, got {spacing!r}")
+            raise InputError(f"spacing must be one of {[int(s) for s in ALLOWED_SPACINGS]} mm, got {spacing!r}")
         object.__setattr__(self, "spacing", float(spacing))
         shape = tuple(self.shape) if isinstance(self.shape, list | tuple) else None
         if shape is None or len(shape) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
                                                    for n in shape):
-            raise ValueError(f"shape must be three positive integers (X, Y, Z), got {self.shape!r}")
+            raise InputError(f"shape must be three positive integers (X, Y, Z), got {self.shape!r}")
         object.__setattr__(self, "shape", tuple(int(n) for n in shape))
         if not -1000.0 < float(self.body_threshold_hu) < 200.0:
-            raise ValueError(f"body_threshold_hu must be in (-1000, 200) HU, got {self.body_threshold_hu!r}")
+            raise InputError(f"body_threshold_hu must be in (-1000, 200) HU, got {self.body_threshold_hu!r}")
         object.__setattr__(self, "body_threshold_hu", float(self.body_threshold_hu))
         if self.ct_source not in _CT_SOURCES:
-            raise ValueError(f"ct_source must be one of {_CT_SOURCES}, got {self.ct_source!r}")
+            raise InputError(f"ct_source must be one of {_CT_SOURCES}, got {self.ct_source!r}")
         if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+            raise InputError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
         for name in ("mask_outside_body", "anti_alias", "include_organs"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise InputTypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> PreprocessConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown preprocessing option(s) {unknown}; allowed: {sorted(known)}")
+            raise InputError(f"unknown preprocessing option(s) {unknown}; allowed: {sorted(known)}")
         data = dict(values)
         if "shape" in data and isinstance(data["shape"], list):
             data["shape"] = tuple(data["shape"])
@@ -164,11 +165,11 @@ def _load(path: Path, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]
     try:
         array, affine = load_nifti(path, dtype=dtype)
     except (EOFError, OSError, zlib.error, ValueError) as error:
-        raise ValueError(f"cannot read {path.name} (truncated or corrupt?): {type(error).__name__}: {error}") from None
+        raise InputError(f"cannot read {path.name} (truncated or corrupt?): {type(error).__name__}: {error}") from None
     if array.ndim == 4 and array.shape[3] == 1:  # some converters write (x, y, z, 1)
         array = array[..., 0]
     if array.ndim != 3:
-        raise ValueError(f"{path.name} is not a 3D volume: shape {array.shape}")
+        raise InputError(f"{path.name} is not a 3D volume: shape {array.shape}")
     return array, affine
 
 
@@ -182,12 +183,12 @@ def load_study_images(
         sources["pet"] = "SUV"
     elif study.pet is not None:
         if study.injected_dose_bq is None or study.uptake_time_s is None:
-            raise ValueError("PET in Bq/mL needs injected_dose_bq and uptake_time_s to become SUV")
+            raise InputError("PET in Bq/mL needs injected_dose_bq and uptake_time_s to become SUV")
         activity, affine = _load(study.pet)
         suv = activity_to_suv(activity, study.injected_dose_bq, study.uptake_time_s, study.demographics.weight)
         sources["pet"] = "PET (Bq/mL) -> SUV"
     else:
-        raise ValueError("study has neither SUV.nii.gz nor PET.nii.gz")
+        raise InputError("study has neither SUV.nii.gz nor PET.nii.gz")
     suv = np.nan_to_num(suv, nan=0.0, posinf=0.0, neginf=0.0)
 
     if ct_source == "ctres":
@@ -197,7 +198,7 @@ def load_study_images(
     else:
         ct_path = study.ctres or study.ct
     if ct_path is None:
-        raise ValueError(f"ct_source={ct_source!r} but the study has no such CT file")
+        raise InputError(f"ct_source={ct_source!r} but the study has no such CT file")
     ct, ct_affine = _load(ct_path)
     sources["ct"] = ct_path.name
     ct = np.nan_to_num(ct, nan=AIR_HU)
@@ -259,7 +260,7 @@ def body_mask(ct: np.ndarray, affine: np.ndarray, threshold_hu: float = -500.0) 
     coarse_affine = affine @ np.diag([steps[0], steps[1], steps[2], 1.0])
     above = coarse > threshold_hu
     if not above.any():
-        raise ValueError(f"no body found: no CT voxel above {threshold_hu:g} HU")
+        raise InputError(f"no body found: no CT voxel above {threshold_hu:g} HU")
     ball = ndimage.generate_binary_structure(3, 1)
     opened = ndimage.binary_opening(above, structure=ball)
     if not opened.any():
@@ -300,7 +301,7 @@ def preprocess_study(study: StudyRecord, config: PreprocessConfig) -> Preprocess
     """Run the whole chain for one study; raises ValueError/OSError on unusable data (the cache skips it)."""
     ct, suv, organs, affine, sources = load_study_images(study, config.ct_source, config.include_organs)
     if ct.ndim != 3:
-        raise ValueError(f"expected 3D images, got CT shape {ct.shape}")
+        raise InputError(f"expected 3D images, got CT shape {ct.shape}")
     mask, mask_affine = body_mask(ct, affine, config.body_threshold_hu)
 
     xs, ys, zs = np.nonzero(mask)
@@ -323,7 +324,7 @@ def preprocess_study(study: StudyRecord, config: PreprocessConfig) -> Preprocess
         if body is not None:
             organs_out[~body] = 0
         if organs_out.max(initial=0) > 255 or organs_out.min(initial=0) < 0:
-            raise ValueError(f"organ labels must be in [0, 255], got [{organs_out.min()}, {organs_out.max()}]")
+            raise InputError(f"organ labels must be in [0, 255], got [{organs_out.min()}, {organs_out.max()}]")
         organs_out = organs_out.astype(np.uint8)
 
     ct_model, pet_model = to_model_space(ct_out, suv_out)

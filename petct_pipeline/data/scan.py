@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import InputError
 from .autopet import scan_autopet
 from .nnunet import is_nnunet_layout, scan_nnunet
 from .study import ScanResult
@@ -22,7 +23,7 @@ def scan_dataset(
 ) -> ScanResult:
     """Scan ``root`` in the given layout ("auto" detects it)."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"data directory not found: {root}")

@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 
 from ..demographics import Demographics
+from ..errors import InputError
 
 __all__ = [
     "StudyRecord",
@@ -221,14 +222,14 @@ def resolve_demographics(values: Mapping[str, Any]) -> Demographics:
     """Validated demographics from merged sources; ValueError naming the missing or implausible field."""
     sex = values.get("sex")
     if isinstance(sex, str) and sex.strip().upper() in ("O", "U", "UNKNOWN", "OTHER"):
-        raise ValueError(f"sex={sex!r} is not usable: the model is conditioned on M or F")
+        raise InputError(f"sex={sex!r} is not usable: the model is conditioned on M or F")
     demographics = Demographics.from_mapping(values)
     low, high = BMI_RANGE
     if not low <= demographics.bmi <= high:
-        raise ValueError(
+        raise InputError(
             f"implausible weight/height: weight={demographics.weight:g} kg, height={demographics.height:g} cm "
             f"give BMI {demographics.bmi:.1f}, allowed [{low:g}, {high:g}] kg/m^2 (height must be in cm)"
         )
     if not math.isfinite(demographics.bsa):
-        raise ValueError("implausible weight/height: non-finite body surface area")
+        raise InputError("implausible weight/height: non-finite body surface area")
     return demographics

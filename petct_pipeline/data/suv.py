@@ -15,6 +15,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from ..errors import InputError, InputTypeError
+
 __all__ = ["F18_HALF_LIFE_S", "decay_factor", "suv_scale_factor", "activity_to_suv", "suv_to_activity"]
 
 F18_HALF_LIFE_S = 6586.2  # 109.77 min
@@ -24,20 +26,20 @@ Array = TypeVar("Array", np.ndarray, float)
 
 def _positive(name: str, value: float, unit: str, low: float = 0.0, high: float = math.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise TypeError(f"{name} must be a number in ({low:g}, {high:g}] {unit}, got {value!r}")
+        raise InputTypeError(f"{name} must be a number in ({low:g}, {high:g}] {unit}, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or not low < value <= high:
-        raise ValueError(f"{name}={value!r} is out of range: allowed ({low:g}, {high:g}] {unit}")
+        raise InputError(f"{name}={value!r} is out of range: allowed ({low:g}, {high:g}] {unit}")
     return value
 
 
 def decay_factor(uptake_time_s: float, half_life_s: float = F18_HALF_LIFE_S) -> float:
     """Fraction of the injected activity left after ``uptake_time_s`` seconds: 2^(-dt / T1/2)."""
     if isinstance(uptake_time_s, bool) or not isinstance(uptake_time_s, int | float | np.floating | np.integer):
-        raise TypeError(f"uptake_time_s must be a number in [0, 86400] s, got {uptake_time_s!r}")
+        raise InputTypeError(f"uptake_time_s must be a number in [0, 86400] s, got {uptake_time_s!r}")
     dt = float(uptake_time_s)
     if not math.isfinite(dt) or not 0.0 <= dt <= 86400.0:
-        raise ValueError(f"uptake_time_s={dt!r} is out of range: allowed [0, 86400] s")
+        raise InputError(f"uptake_time_s={dt!r} is out of range: allowed [0, 86400] s")
     half_life_s = _positive("half_life_s", half_life_s, "s")
     return 2.0 ** (-dt / half_life_s)
 

@@ -18,6 +18,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from ..demographics import Demographics
+from ..errors import InputError, InputTypeError
 
 __all__ = ["DemographicEncoder", "DemographicEncoderOutput"]
 
@@ -55,9 +56,9 @@ class DemographicEncoder(ModelMixin, ConfigMixin):
         super().__init__()
         n = len(feature_names)
         if n == 0:
-            raise ValueError("feature_names must name at least one demographic quantity")
+            raise InputError("feature_names must name at least one demographic quantity")
         if len(feature_offsets) != n or len(feature_scales) != n:
-            raise ValueError(
+            raise InputError(
                 f"feature_names ({n}), feature_offsets ({len(feature_offsets)}) and feature_scales "
                 f"({len(feature_scales)}) must have the same length"
             )
@@ -65,9 +66,9 @@ class DemographicEncoder(ModelMixin, ConfigMixin):
             _PROBE.quantity(name)  # raises ValueError naming the allowed quantities
         for name, scale in zip(feature_names, feature_scales):
             if float(scale) == 0.0:
-                raise ValueError(f"feature_scales for {name!r} must be non-zero, got {scale!r}")
+                raise InputError(f"feature_scales for {name!r} must be non-zero, got {scale!r}")
         if embedding_dim < 1 or hidden_dim < 1:
-            raise ValueError(f"embedding_dim and hidden_dim must be >= 1, got {embedding_dim} and {hidden_dim}")
+            raise InputError(f"embedding_dim and hidden_dim must be >= 1, got {embedding_dim} and {hidden_dim}")
 
         self.mlp = nn.Sequential(
             nn.Linear(n, hidden_dim),
@@ -86,12 +87,12 @@ class DemographicEncoder(ModelMixin, ConfigMixin):
         """Normalised feature matrix (B, F), float32 on this model's device, from validated demographics."""
         rows = [demographics] if isinstance(demographics, Demographics) else list(demographics)
         if not rows:
-            raise ValueError("demographics must contain at least one Demographics, got an empty sequence")
+            raise InputError("demographics must contain at least one Demographics, got an empty sequence")
         cfg = self.config
         values = []
         for index, row in enumerate(rows):
             if not isinstance(row, Demographics):
-                raise TypeError(f"demographics[{index}] must be a Demographics, got {type(row).__name__}")
+                raise InputTypeError(f"demographics[{index}] must be a Demographics, got {type(row).__name__}")
             values.append(
                 [
                     (row.quantity(name) - float(offset)) / float(scale)
@@ -119,24 +120,24 @@ class DemographicEncoder(ModelMixin, ConfigMixin):
         null = self.null_embedding
         if features is None:
             if batch_size is None or int(batch_size) < 1:
-                raise ValueError(f"features=None (unconditional) needs batch_size >= 1, got batch_size={batch_size!r}")
+                raise InputError(f"features=None (unconditional) needs batch_size >= 1, got batch_size={batch_size!r}")
             batch = int(batch_size)
             if drop is not None:
                 self._check_drop(drop, batch)
                 if not bool(drop.all()):
-                    raise ValueError("features=None means every row is unconditional, but drop has False entries")
+                    raise InputError("features=None means every row is unconditional, but drop has False entries")
             embedding = null.unsqueeze(0).expand(batch, -1).clone()
         else:
             if not isinstance(features, torch.Tensor):
-                raise TypeError(f"features must be a torch.Tensor of shape (B, F), got {type(features).__name__}")
+                raise InputTypeError(f"features must be a torch.Tensor of shape (B, F), got {type(features).__name__}")
             if features.ndim != 2 or features.shape[1] != self.num_features:
-                raise ValueError(
+                raise InputError(
                     f"features must have shape (B, {self.num_features}) for {tuple(self.config.feature_names)}, "
                     f"got {tuple(features.shape)}"
                 )
             batch = features.shape[0]
             if batch_size is not None and int(batch_size) != batch:
-                raise ValueError(f"batch_size={batch_size} does not match features batch {batch}")
+                raise InputError(f"batch_size={batch_size} does not match features batch {batch}")
             embedding = self.mlp(features.to(device=null.device, dtype=null.dtype))
             if drop is not None:
                 self._check_drop(drop, batch)
@@ -149,6 +150,6 @@ class DemographicEncoder(ModelMixin, ConfigMixin):
     @staticmethod
     def _check_drop(drop: torch.Tensor, batch: int) -> None:
         if not isinstance(drop, torch.Tensor) or drop.dtype != torch.bool:
-            raise TypeError(f"drop must be a bool tensor of shape ({batch},), got {drop!r:.80}")
+            raise InputTypeError(f"drop must be a bool tensor of shape ({batch},), got {drop!r:.80}")
         if tuple(drop.shape) != (batch,):
-            raise ValueError(f"drop must have shape ({batch},) (one flag per row), got {tuple(drop.shape)}")
+            raise InputError(f"drop must have shape ({batch},) (one flag per row), got {tuple(drop.shape)}")

@@ -18,6 +18,8 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+from ..errors import InputError
+
 __all__ = ["DemographicPrior", "PRIOR_CHANNELS"]
 
 #: the stage-1 volume's channels, in order
@@ -44,23 +46,23 @@ class DemographicPrior(ModelMixin, ConfigMixin):
         super().__init__()
         shape = [int(n) for n in shape]
         if num_features < 1 or len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"num_features must be >= 1 and shape three positive ints, got {num_features}, {shape}")
+            raise InputError(f"num_features must be >= 1 and shape three positive ints, got {num_features}, {shape}")
         channels = list(channels)
         unknown = [c for c in channels if c not in PRIOR_CHANNELS]
         if not channels or unknown or len(set(channels)) != len(channels):
-            raise ValueError(f"channels must be distinct names from {list(PRIOR_CHANNELS)}, got {channels}")
+            raise InputError(f"channels must be distinct names from {list(PRIOR_CHANNELS)}, got {channels}")
         mean = [0.0] * num_features if feature_mean is None else [float(v) for v in feature_mean]
         if len(mean) != num_features:
-            raise ValueError(f"feature_mean needs {num_features} values (one per feature), got {len(mean)}")
+            raise InputError(f"feature_mean needs {num_features} values (one per feature), got {len(mean)}")
         if not sigma_min >= 0.0:
-            raise ValueError(f"sigma_min must be >= 0, got {sigma_min!r}")
+            raise InputError(f"sigma_min must be >= 0, got {sigma_min!r}")
         self.register_buffer("population_features", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("slopes", torch.zeros(num_features, len(channels), *shape))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, num_features) encoder features -> (B, 2, X, Y, Z) shift of the model-space volume."""
         if features.ndim != 2 or features.shape[1] != self.config.num_features:
-            raise ValueError(
+            raise InputError(
                 f"features must have shape (batch, {self.config.num_features}), got {tuple(features.shape)}"
             )
         centred = features.to(self.slopes) - self.population_features
@@ -76,13 +78,13 @@ class DemographicPrior(ModelMixin, ConfigMixin):
     ) -> DemographicPrior:
         """Ordinary least squares of (N, 2, X, Y, Z) ``volumes`` on (N, F) ``features`` (with intercept)."""
         if features.ndim != 2 or volumes.ndim != 5 or volumes.shape[1] != len(PRIOR_CHANNELS):
-            raise ValueError(
+            raise InputError(
                 f"expected features (N, F) and volumes (N, 2, X, Y, Z), got {tuple(features.shape)} and "
                 f"{tuple(volumes.shape)}"
             )
         count, num_features = features.shape
         if volumes.shape[0] != count or count <= num_features + 1:
-            raise ValueError(
+            raise InputError(
                 f"need one volume per feature row and more than {num_features + 1} subjects, got {count} rows "
                 f"and {volumes.shape[0]} volumes"
             )
@@ -92,7 +94,7 @@ class DemographicPrior(ModelMixin, ConfigMixin):
         centred = features.double() - mean_features
         rank = int(torch.linalg.matrix_rank(centred))
         if rank < num_features:
-            raise ValueError(f"the features are collinear (rank {rank} of {num_features}): vary every demographic")
+            raise InputError(f"the features are collinear (rank {rank} of {num_features}): vary every demographic")
         picked = [PRIOR_CHANNELS.index(name) for name in prior.config.channels]
         targets = volumes[:, picked].double().reshape(count, -1)
         targets = targets - targets.mean(0)

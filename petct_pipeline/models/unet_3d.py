@@ -17,6 +17,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..errors import InputError
 from .unet_3d_blocks import DownBlock3D, FourierNoiseEmbedding, MidBlock3D, UpBlock3D
 
 __all__ = ["PETCTUNet3DModel", "PETCTUNet3DOutput"]
@@ -79,7 +80,7 @@ class PETCTUNet3DModel(ModelMixin, ConfigMixin):
         )
         use_mid_attention = any(attention) if mid_attention is None else bool(mid_attention)
         if use_mid_attention and channels[-1] % attention_head_dim:
-            raise ValueError(
+            raise InputError(
                 f"mid attention needs block_out_channels[-1] ({channels[-1]}) to be a multiple of "
                 f"attention_head_dim ({attention_head_dim})"
             )
@@ -165,7 +166,7 @@ class PETCTUNet3DModel(ModelMixin, ConfigMixin):
         """Noise-level MLP embedding plus the projected demographic embedding: one vector per sample for FiLM."""
         noise = torch.as_tensor(timestep, device=device, dtype=torch.float32)
         if noise.numel() not in (1, batch):
-            raise ValueError(
+            raise InputError(
                 f"timestep must be a scalar or hold one value per sample ({batch}), got shape {tuple(noise.shape)}"
             )
         noise = noise.reshape(-1).expand(batch)
@@ -180,41 +181,41 @@ class PETCTUNet3DModel(ModelMixin, ConfigMixin):
     ) -> int:
         cfg = self.config
         if sample.ndim != 5 or sample.shape[1] != cfg.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"sample must have shape (B, {cfg.in_channels}, X, Y, Z), got {tuple(sample.shape)}"
             )
         batch, _, *spatial = sample.shape
         multiple = self.spatial_multiple
         if any(size % multiple for size in spatial):
-            raise ValueError(
+            raise InputError(
                 f"sample spatial shape {tuple(spatial)} must be divisible by {multiple} "
                 f"(2**(len(block_out_channels) - 1)); pad or crop the volume"
             )
         if cfg.embedding_dim > 0:
             if encoder_embedding is None:
-                raise ValueError(
+                raise InputError(
                     f"encoder_embedding of shape (B, {cfg.embedding_dim}) is required: this model is "
                     "conditioned on demographics (embedding_dim > 0); use the encoder's null embedding "
                     "for unconditional samples"
                 )
             if tuple(encoder_embedding.shape) != (batch, cfg.embedding_dim):
-                raise ValueError(
+                raise InputError(
                     f"encoder_embedding must have shape ({batch}, {cfg.embedding_dim}), "
                     f"got {tuple(encoder_embedding.shape)}"
                 )
         elif encoder_embedding is not None:
-            raise ValueError("encoder_embedding was given but this model has embedding_dim=0 (no demographic input)")
+            raise InputError("encoder_embedding was given but this model has embedding_dim=0 (no demographic input)")
         if cfg.conditioning_channels > 0:
             expected = (batch, cfg.conditioning_channels, *spatial)
             if conditioning is None:
-                raise ValueError(
+                raise InputError(
                     f"conditioning of shape {expected} is required (conditioning_channels="
                     f"{cfg.conditioning_channels})"
                 )
             if tuple(conditioning.shape) != expected:
-                raise ValueError(f"conditioning must have shape {expected}, got {tuple(conditioning.shape)}")
+                raise InputError(f"conditioning must have shape {expected}, got {tuple(conditioning.shape)}")
         elif conditioning is not None:
-            raise ValueError("conditioning was given but this model has conditioning_channels=0")
+            raise InputError("conditioning was given but this model has conditioning_channels=0")
         return batch
 
 
@@ -231,24 +232,24 @@ def _validate_config(
 ) -> None:
     """Reject configs that would fail deep inside the first forward pass, naming the field."""
     if in_channels < 1 or out_channels < 1:
-        raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels} and {out_channels}")
+        raise InputError(f"in_channels and out_channels must be >= 1, got {in_channels} and {out_channels}")
     if conditioning_channels < 0 or embedding_dim < 0:
-        raise ValueError(
+        raise InputError(
             f"conditioning_channels and embedding_dim must be >= 0, got {conditioning_channels} and {embedding_dim}"
         )
     if not channels or layers_per_block < 1:
-        raise ValueError(f"need at least one level and layers_per_block >= 1, got {channels} and {layers_per_block}")
+        raise InputError(f"need at least one level and layers_per_block >= 1, got {channels} and {layers_per_block}")
     if len(attention) != len(channels):
-        raise ValueError(
+        raise InputError(
             f"attention_levels has {len(attention)} entries but block_out_channels has {len(channels)} levels"
         )
     for level, (width, attend) in enumerate(zip(channels, attention)):
         if width % norm_num_groups:
-            raise ValueError(
+            raise InputError(
                 f"block_out_channels[{level}]={width} is not divisible by norm_num_groups={norm_num_groups}"
             )
         if attend and width % attention_head_dim:
-            raise ValueError(
+            raise InputError(
                 f"attention at level {level} needs block_out_channels[{level}]={width} to be a multiple of "
                 f"attention_head_dim={attention_head_dim}"
             )

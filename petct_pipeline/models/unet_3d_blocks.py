@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
+
 __all__ = [
     "MAX_ATTENTION_TOKENS",
     "FourierNoiseEmbedding",
@@ -47,7 +49,7 @@ class FourierNoiseEmbedding(nn.Module):
     def __init__(self, num_channels: int, bandwidth: float = 1.0) -> None:
         super().__init__()
         if num_channels % 2:
-            raise ValueError(f"FourierNoiseEmbedding needs an even num_channels, got {num_channels}")
+            raise InputError(f"FourierNoiseEmbedding needs an even num_channels, got {num_channels}")
         generator = torch.Generator().manual_seed(0)
         self.register_buffer("frequencies", torch.randn(num_channels // 2, generator=generator) * bandwidth)
 
@@ -85,7 +87,7 @@ class AttentionBlock3D(nn.Module):
     def __init__(self, channels: int, head_dim: int, groups: int) -> None:
         super().__init__()
         if channels % head_dim:
-            raise ValueError(f"attention channels ({channels}) must be a multiple of attention_head_dim ({head_dim})")
+            raise InputError(f"attention channels ({channels}) must be a multiple of attention_head_dim ({head_dim})")
         self.heads = channels // head_dim
         self.norm = nn.GroupNorm(groups, channels)
         self.to_qkv = nn.Linear(channels, 3 * channels)
@@ -95,7 +97,7 @@ class AttentionBlock3D(nn.Module):
         batch, channels, *spatial = hidden.shape
         tokens = math.prod(spatial)
         if tokens > MAX_ATTENTION_TOKENS:
-            raise ValueError(
+            raise InputError(
                 f"attention asked over {tokens} voxels at resolution {tuple(spatial)} "
                 f"(> {MAX_ATTENTION_TOKENS} = 16^3); "
                 "attention belongs at coarse levels only: move it to a deeper level or use a smaller input"

@@ -20,6 +20,7 @@ from petct_pipeline.data.study import ScanResult
 from petct_pipeline.demographics import Demographics
 from petct_pipeline.intensity import from_model_space
 from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
+from petct_pipeline.models.denoiser import Stage1Denoiser, sample_with_scheduler
 
 from ..edm import EDMLossConfig, edm_loss
 from ..validation_images import save_validation_png
@@ -125,25 +126,14 @@ class BaseStage(Stage):
     @torch.no_grad()
     def sample(self, model: BaseDenoiser, subjects: list[Demographics], steps: int, guidance: float,
                generator: torch.Generator) -> torch.Tensor:
-        """Low-resolution volumes (B, 2, X, Y, Z) in model space, sampled like PETCTPipeline's stage 1."""
+        """Low-resolution volumes (B, 2, X, Y, Z) in model space, sampled with PETCTPipeline's stage-1 denoiser."""
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
         scheduler.set_timesteps(steps, device=self.device)
-        features = model.encoder.features(subjects).to(self.device)
-        embedding = model.encoder(features).embedding
-        if guidance != 1.0:
-            embedding = torch.cat([model.encoder(None, batch_size=len(subjects)).embedding, embedding])
+        denoiser = Stage1Denoiser(model.unet, model.encoder, scheduler)
+        condition = denoiser.condition(subjects, guidance_scale=guidance, device=self.device)
         shape = (len(subjects), 2, *self.preprocess_config(self.grid).shape)
         latents = torch.randn(shape, generator=generator, device=generator.device).to(self.device)
-        latents = latents * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
-            x = torch.cat([latents] * 2) if guidance != 1.0 else latents
-            x = scheduler.scale_model_input(x, t)
-            out = model.unet(x, t, encoder_embedding=embedding).sample.float()
-            if guidance != 1.0:
-                uncond, cond = out.chunk(2)
-                out = uncond + guidance * (cond - uncond)
-            latents = scheduler.step(out, t, latents).prev_sample
-        return latents
+        return sample_with_scheduler(denoiser, condition, latents * scheduler.init_noise_sigma)
 
     def validate(self, model, step, out_dir):
         options = dict(self.section.get("validation") or {})

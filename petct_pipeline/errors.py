@@ -1,0 +1,34 @@
+"""The project's error types: what a user got wrong, as opposed to a bug.
+
+The CLI, the Space and scripts catch these (and only these, plus missing files) to show one
+line; any other exception is a bug and keeps its traceback. ``InputError`` is a ``ValueError``
+and ``InputTypeError`` also a ``TypeError``, so Python callers that catch the built-in types
+keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InputError", "InputTypeError", "ModelLoadError", "USER_ERRORS"]
+
+
+class InputError(ValueError):
+    """A value given by the user is out of its allowed range or set; the message names the field."""
+
+
+class InputTypeError(InputError, TypeError):
+    """A value given by the user has the wrong type; the message names the field and the allowed types."""
+
+
+class ModelLoadError(OSError):
+    """A pipeline or model folder is missing, incomplete or corrupt; the message names the file and what to do."""
+
+
+#: what front ends report as one line (exit code 2 from the CLI): the user's input or files, never a bug
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    ModelLoadError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)

@@ -1,0 +1,80 @@
+"""Checks of a saved pipeline or model folder, so a bad file is one clear line instead of a deep traceback.
+
+diffusers reports a truncated safetensors file, an invalid ``config.json`` or a missing folder
+from deep inside its loaders (a 50-line traceback naming none of the user's files). These
+checks read only JSON and the safetensors headers (no weights, no unpickling) and raise
+``ModelLoadError`` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+__all__ = ["check_model_folder", "check_pipeline_folder", "looks_like_path"]
+
+_CONFIG_NAMES = ("config.json", "scheduler_config.json")
+_FIX = "re-download or re-export the model (training/export.py), or pass another --model"
+
+
+def looks_like_path(name: str | Path) -> bool:
+    """Whether ``name`` is meant as a local folder rather than a hub repo id ("owner/name")."""
+    text = str(name)
+    return isinstance(name, Path) or text.startswith((".", "/", "~")) or text.count("/") != 1 or "\\" in text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except UnicodeDecodeError as error:
+        raise ModelLoadError(f"{path} is not valid JSON ({error.reason}); {_FIX}") from None
+    except json.JSONDecodeError as error:
+        raise ModelLoadError(f"{path} is not valid JSON (line {error.lineno}: {error.msg}); {_FIX}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object, got {type(data).__name__}; {_FIX}")
+    return data
+
+
+def check_model_folder(folder: Path) -> None:
+    """One model or scheduler folder: its config parses and every safetensors file has a complete header."""
+    from safetensors import safe_open
+
+    configs = [folder / name for name in _CONFIG_NAMES if (folder / name).is_file()]
+    if not configs:
+        raise ModelLoadError(f"{folder} has no config.json; {_FIX}")
+    for config in configs:
+        _read_json(config)
+    if (folder / "config.json").is_file() and list(folder.glob("*.bin")) and not list(folder.glob("*.safetensors")):
+        raise ModelLoadError(f"{folder} holds only pickled .bin weights, which are never loaded; convert them to "
+                             "safetensors")
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                handle.keys()
+        except Exception as error:  # SafetensorError has no importable base class besides Exception
+            raise ModelLoadError(f"{weights} is truncated or corrupt ({error}); {_FIX}") from None
+
+
+def check_pipeline_folder(folder: str | Path) -> None:
+    """A save_pretrained pipeline folder: model_index.json and every component it names."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise ModelLoadError(f"model folder {folder} does not exist; pass a pipeline folder written by "
+                             "save_pretrained / training/export.py, or a hub repo id")
+    if not folder.is_dir():
+        raise ModelLoadError(f"model {folder} is a file; pass the pipeline folder that holds model_index.json")
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise ModelLoadError(f"{folder} has no model_index.json, so it is not a pipeline folder; pass the folder "
+                             "written by save_pretrained / training/export.py")
+    for name, entry in _read_json(index_file).items():
+        is_component = isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)
+        if name.startswith("_") or not is_component:  # settings such as base_shape, or an absent optional part
+            continue
+        component = folder / name
+        if not component.is_dir():
+            raise ModelLoadError(f"{index_file} names component {name!r}, but {component} is missing; {_FIX}")
+        check_model_folder(component)
