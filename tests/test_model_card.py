@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -10,10 +12,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.model_card import hub_model_card, main, write_model_card  # noqa: E402
+from training.model_card import REPOSITORY_URL, hub_model_card, main, markdown_links, write_model_card  # noqa: E402
 
 CARD = REPO / "model_card.md"
 DEMO = REPO / "checkpoints" / "petct-phantom-demo"
+#: the Hub template's sections (huggingface_hub/templates/modelcard_template.md), in its order
+TEMPLATE_SECTIONS = [
+    "Model Details", "Model Description", "Uses", "Direct Use", "Downstream Use", "Out-of-Scope Use",
+    "Bias, Risks, and Limitations", "Recommendations", "How to Get Started with the Model",
+    "Training Details", "Training Data", "Training Procedure", "Training Hyperparameters",
+    "Evaluation", "Testing Data, Factors & Metrics", "Results", "Summary", "Environmental Impact",
+    "Technical Specifications", "Model Architecture and Objective", "Compute Infrastructure", "Citation",
+]
 
 
 def expected_readme() -> str:
@@ -106,3 +116,37 @@ def test_command_line_rewrites_a_pipeline_folder(tmp_path, capsys):
     (tmp_path / "model_index.json").write_text("{}")
     assert main([str(tmp_path)]) == 0
     assert (tmp_path / "README.md").read_text(encoding="utf-8") == expected_readme()
+
+
+def test_card_follows_the_hub_template_in_about_150_lines():
+    text = CARD.read_text(encoding="utf-8")
+    assert text.startswith("---\n") and len(text.splitlines()) <= 155
+    headings = [line.lstrip("#").strip() for line in text.splitlines() if re.match(r"#{2,4} ", line)]
+    assert [h for h in headings if h in TEMPLATE_SECTIONS] == TEMPLATE_SECTIONS
+    # one results table: the only table under Evaluation
+    evaluation = text[text.index("## Evaluation"):text.index("## Environmental Impact")]
+    assert len(re.findall(r"^\|(?:\s*:?-+:?\s*\|)+\s*$", evaluation, flags=re.M)) == 1
+    # links to the repository's own files stay relative here (tests/test_docs_links.py checks them)
+    own = tuple(f"{REPOSITORY_URL}/{kind}/" for kind in ("blob", "tree", "raw"))
+    assert not [target for _, _, target, _ in markdown_links(text) if target.startswith(own)]
+
+
+def _parameters_m(component: str) -> float:
+    from safetensors import safe_open
+
+    total = 0
+    for path in (DEMO / component).glob("*.safetensors"):
+        with safe_open(path, "pt") as weights:
+            total += sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
+    return total / 1e6
+
+
+def test_card_sizes_match_the_shipped_folder():
+    text = CARD.read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)`[^|]*\|[^|]*\| ([\d.]+) M", text, flags=re.M))
+    assert set(rows) == {"demographic_encoder", "unet", "demographic_prior", "sr_unet"}
+    for component, stated in rows.items():
+        assert float(stated) == pytest.approx(_parameters_m(component), abs=0.006), component
+    stated_mb = float(re.search(r"([\d.]+) MB of safetensors", text).group(1))
+    size_mb = sum(p.stat().st_size for p in DEMO.rglob("*.safetensors")) / 1e6
+    assert stated_mb == pytest.approx(size_mb, abs=0.5)
