@@ -1,4 +1,4 @@
-"""README figures of the shipped model: generated subjects beside phantoms, and an age counterfactual.
+"""Figures of the shipped model: generated subjects beside phantoms (README.md), an age counterfactual (docs/usage.md).
 
     python docs/make_figures.py            # writes docs/generated_vs_phantom.png, docs/counterfactual_age.png
 

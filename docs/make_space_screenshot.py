@@ -1,4 +1,4 @@
-"""Screenshot of the Space serving the shipped default weights, for the README.
+"""Screenshot of the Space serving the shipped default weights, for docs/space.md.
 
     python docs/make_space_screenshot.py          # writes docs/space.png (needs /usr/bin/chromium)
 

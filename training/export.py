@@ -13,6 +13,8 @@ The pipeline's geometry (base grid, SR scale, SR noise level) comes from the sta
 (a pipeline folder's ``model_index.json``),
 which is checked for consistency (the SR stage must have been trained on the base
 stage's grid). The folder is assembled under a temporary name and renamed into place.
+``--model_card CARD.md`` writes the folder's README.md (its Hub model card) from a card
+(training/model_card.py; the shipped folder's comes from the repository's model_card.md).
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ def _scheduler(folder: Path):
     return getattr(diffusers, name).from_pretrained(folder)
 
 
-def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Build and save the pipeline; returns ``out_dir``."""
+def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Path, overwrite: bool = False,
+                    model_card: str | Path | None = None) -> Path:
+    """Build and save the pipeline, with ``model_card`` as its README.md if given; returns ``out_dir``."""
     from petct_pipeline.io import atomic_dir
     from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
     from petct_pipeline.pipeline_petct import PETCTPipeline
@@ -105,6 +108,10 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
                                       ("sr", sr, ("scale", "patch_size", "noise_augmentation", "sigma_data")))
         }
         (staging / "training_provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        if model_card is not None:
+            from training.model_card import write_model_card
+
+            write_model_card(staging, model_card)
         unsafe = [p.name for p in staging.rglob("*") if p.suffix in FORBIDDEN_SUFFIXES]
         if unsafe:
             raise RuntimeError(f"refusing to export pickled weights: {unsafe}")
@@ -119,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="output folder of `train.py --stage sr` (or a pipeline folder to take it from)")
     parser.add_argument("--out", type=Path, required=True, help="pipeline folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--model_card", type=Path, help="model card to write as the folder's README.md "
+                        "(e.g. model_card.md for the shipped folder; default: none)")
     args = parser.parse_args(argv)
     try:
-        out = export_pipeline(args.base, args.sr, args.out, overwrite=args.overwrite)
+        out = export_pipeline(args.base, args.sr, args.out, overwrite=args.overwrite, model_card=args.model_card)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"export.py: error: {error}", file=sys.stderr)
         return 2
