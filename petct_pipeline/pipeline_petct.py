@@ -60,7 +60,7 @@ _COMMIT_IN_PATH = re.compile(r"snapshots[/\\]([0-9a-f]{40})")
 
 
 #: default sampling steps of stage 1 and of the SR stage, chosen on measurements of the shipped model
-#: (model_card.md: with the demographic prior, 16 stage-1 steps matched the 120 held-out phantoms
+#: (docs/experiments.md, entry 9: with the demographic prior, 16 stage-1 steps matched the 120 held-out phantoms
 #: better than 8, organ-volume mean |deviation| 4.8 vs 5.4 %; 1-2 SR steps beat 4); the full cascade
 #: stays well under a minute on 2 CPU cores with them
 DEFAULT_STEPS = 16

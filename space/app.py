@@ -46,6 +46,7 @@ from petct_pipeline.checkpoints import (  # noqa: E402
     default_model,
     default_segmenter,
 )
+from petct_pipeline.errors import InputError  # noqa: E402
 from petct_pipeline.pipeline_petct import (  # noqa: E402
     DEFAULT_PRIOR_SCALE,
     DEFAULT_SR_STEPS,
@@ -110,7 +111,7 @@ def demographics_from_inputs(age: Any, sex: Any, weight: Any, height: Any) -> De
         values[name] = check_number(name.capitalize(), value, low, high, unit)
     try:
         subject = Demographics(sex=sex, **values)
-    except (ValueError, TypeError) as error:  # Demographics names the field and the allowed values
+    except InputError as error:  # Demographics names the field and the allowed values
         message = str(error)
         raise gr.Error(message[:1].upper() + message[1:] + ".") from None
     if not PLAUSIBLE_BMI[0] <= subject.bmi <= PLAUSIBLE_BMI[1]:
@@ -202,7 +203,7 @@ def run_pipeline(
             generator=generators,
             callback_on_step_end=on_step,
         )
-    except (ValueError, TypeError) as error:
+    except InputError as error:
         raise gr.Error(str(error)) from None
     except Exception as error:
         logger.exception("generation failed")

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from . import SubParsers
 
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="compare generated PET/CT with a reference cohort (organ volumes, SUV, subgroups, plots)",

@@ -12,13 +12,14 @@ from ..checkpoints import default_model
 from ..demographics import Demographics
 from ..errors import InputError
 from ..io import writable_dir
+from . import SubParsers
 
 logger = logging.getLogger(__name__)
 
 COHORT_COLUMNS = ("id", "age", "sex", "weight", "height", "seed")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "generate",
         help="synthesise PET/CT from demographics",

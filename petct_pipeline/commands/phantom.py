@@ -6,13 +6,14 @@ import argparse
 import logging
 
 from ..errors import InputError
+from . import SubParsers
 
 __all__ = ["register", "run"]
 
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers) -> argparse.ArgumentParser:
+def register(subparsers: SubParsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "phantom",
         help="simulate a synthetic whole-body FDG PET/CT population (AutoPET layout)",

@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from . import SubParsers
 
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     parser = subparsers.add_parser(
         "prepare",
         help="prepare training data: DICOM demographics, dataset scan, preprocessing cache",

@@ -31,7 +31,7 @@ class DemographicPrior(ModelMixin, ConfigMixin):
 
     ``forward(features)`` returns the (B, 2, X, Y, Z) shift from the population mean; channels
     not in ``channels`` get zero (the PET channel is left out of the shipped prior because it
-    made organ SUVs worse, see model_card.md).
+    made organ SUVs worse, see docs/experiments.md, entry 8).
     """
 
     @register_to_config
