@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +14,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from training.config import load_config, training_options
+from training.edm import EDMLossConfig, edm_loss
+from training.stages import available_stages, build_scheduler, get_stage
+from training.stages.sr import upsample_box
+from training.step_sampler import StepBatchSampler
+from training.train import apply_learning_rate
 
-from training.config import load_config, training_options  # noqa: E402
-from training.edm import EDMLossConfig, edm_loss  # noqa: E402
-from training.stages import available_stages, build_scheduler, get_stage  # noqa: E402
-from training.stages.sr import upsample_box  # noqa: E402
-from training.step_sampler import StepBatchSampler  # noqa: E402
-from training.train import apply_learning_rate  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", ["phantom_demo", "autopet_paper"])
@@ -150,12 +150,15 @@ def test_upsample_box_equals_full_trilinear_crop():
 
 
 def test_train_script_reports_bad_config_in_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    if "PYTHONPATH" in os.environ:  # a checkout tested without installing it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"base": {"grid": {"spacing": 5, "shape": [8, 8, 16]}}}))
     result = subprocess.run(
         [sys.executable, str(REPO / "training" / "train.py"), "--config", str(config), "--stage", "base",
          "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=120, env=env,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (

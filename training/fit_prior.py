@@ -22,9 +22,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 __all__ = ["fit_prior", "main"]
 
 PRIOR_FOLDER = "demographic_prior"

@@ -38,15 +38,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `training` and `petct_pipeline` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from training.config import TrainingOptions, load_config, training_options  # noqa: E402
-from training.edm import make_generator  # noqa: E402
-from training.stages import available_stages, get_stage  # noqa: E402
-from training.step_sampler import StepBatchSampler, item_seed  # noqa: E402
+from training.config import TrainingOptions, load_config, training_options
+from training.edm import make_generator
+from training.stages import available_stages, get_stage
+from training.step_sampler import StepBatchSampler, item_seed
 
 logger = logging.getLogger("petct.train")
 
