@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training.script_errors import report_user_errors
+
 __all__ = ["export_pipeline", "main"]
 
 EDM_SCHEDULERS = ("EDMDPMSolverMultistepScheduler", "EDMEulerScheduler")
@@ -117,13 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="pipeline folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
-    try:
-        out = export_pipeline(args.base, args.sr, args.out, overwrite=args.overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        print(f"export.py: error: {error}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+
+    def run() -> int:
+        print(export_pipeline(args.base, args.sr, args.out, overwrite=args.overwrite))
+        return 0
+
+    return report_user_errors("export.py", run)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from training.script_errors import report_user_errors
+
 __all__ = ["fit_prior", "main"]
 
 PRIOR_FOLDER = "demographic_prior"
@@ -114,16 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preprocess_workers", type=int, default=None, help="override data.preprocess_workers")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
-    try:
-        out = fit_prior(args.pipeline, args.data_dir, args.config, args.out, cache_dir=args.cache_dir,
+
+    def run() -> int:
+        print(fit_prior(args.pipeline, args.data_dir, args.config, args.out, cache_dir=args.cache_dir,
                         channels=tuple(args.channels), sigma_min=args.sigma_min,
                         demographics_csv=args.demographics_csv, workers=args.preprocess_workers,
-                        overwrite=args.overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        print(f"fit_prior.py: error: {error}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+                        overwrite=args.overwrite))
+        return 0
+
+    return report_user_errors("fit_prior.py", run)
 
 
 if __name__ == "__main__":

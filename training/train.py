@@ -42,6 +42,7 @@ import torch
 
 from training.config import TrainingOptions, load_config, training_options
 from training.edm import make_generator
+from training.script_errors import report_user_errors
 from training.stages import available_stages, get_stage
 from training.step_sampler import StepBatchSampler, item_seed
 
@@ -451,8 +452,4 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError) as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(report_user_errors("train.py", main))
