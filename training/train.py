@@ -129,15 +129,17 @@ def apply_learning_rate(lr_scheduler, learning_rate: float) -> list[float]:
 
     ``accelerator.load_state`` restores the checkpoint's optimizer and scheduler, whose base
     rate is the one the checkpoint was trained with, so without this a resumed run would ignore
-    ``--learning_rate`` (e.g. a cool-down) and keep the old rate.
+    ``--learning_rate`` (e.g. a cool-down) and keep the old rate. The scheduler's own ``step``
+    then sets every group's rate (and ``get_last_lr``) at the restored step: it is stepped
+    back one step and forward again.
     """
     scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps it
     scheduler.base_lrs = [learning_rate] * len(scheduler.base_lrs)
-    rates = [learning_rate * factor(scheduler.last_epoch) for factor in scheduler.lr_lambdas]
-    for group, rate in zip(scheduler.optimizer.param_groups, rates):
-        group["initial_lr"], group["lr"] = learning_rate, rate
-    scheduler._last_lr = rates
-    return rates
+    for group in scheduler.optimizer.param_groups:
+        group["initial_lr"] = learning_rate
+    scheduler.last_epoch -= 1
+    scheduler.step()
+    return scheduler.get_last_lr()
 
 
 def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
