@@ -101,12 +101,14 @@ def test_command_line_overrides_replace_the_options_and_are_checked(tmp_path):
 
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"seed": 4, "data": {"preprocess_workers": 2},
-                                "training": {"learning_rate": "1e-4", "ema": {"decay": 0.9}},
+                                "training": {"learning_rate": "1e-4", "ema": {"decay": 0.9}, "log_steps": None,
+                                             "checkpoints_total_limit": None},
                                 "base": {"train": {"batch_size": 3, "ema": {"power": 0.5}}}}))
     config = load_config(path)
     options = training_options(config, "base")
     assert (options.batch_size, options.learning_rate, options.ema.decay, options.ema.power) == (3, 1e-4, 0.9, 0.5)
     assert training_options(config, "sr").batch_size == 1  # the default: sr has no overrides
+    assert options.log_steps == 10 and options.checkpoints_total_limit is None  # null: the default, or None
     required = ["--config", str(path), "--stage", "base", "--data_dir", "d", "--output_dir", "o"]
     assert apply_overrides(config, options, parse_args(required)) == (config, options)
     flags = ["--learning_rate", "5e-4", "--max_train_steps", "7", "--seed", "9", "--preprocess_workers", "0",
