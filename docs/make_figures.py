@@ -9,20 +9,29 @@ the Space's renderer (space/rendering.py), so the pictures look like the demo.
 from __future__ import annotations
 
 import argparse
-import sys
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
 
+from petct_pipeline import Demographics, PETCTPipeline
+from petct_pipeline.checkpoints import default_model
+from petct_pipeline.phantom import generate_phantom
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "space"))
 
-from rendering import caption, display_scale, render_mip, render_plane, side_by_side  # noqa: E402
 
-from petct_pipeline import Demographics, PETCTPipeline  # noqa: E402
-from petct_pipeline.checkpoints import default_model  # noqa: E402
-from petct_pipeline.phantom import generate_phantom  # noqa: E402
+def load_space_renderer() -> ModuleType:
+    """space/rendering.py, loaded from its file: it ships beside the Space's app.py, not in the installed package."""
+    spec = importlib.util.spec_from_file_location("rendering", REPO / "space" / "rendering.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rendering = load_space_renderer()
 
 PAIRS = (
     Demographics(age=63, sex="F", weight=70, height=165),
@@ -38,9 +47,9 @@ def panel(ct: np.ndarray, pet: np.ndarray, spacing: float, label: str, px_per_mm
     y = int(np.argmax(body.sum(axis=(0, 2)))) if body.any() else ct.shape[1] // 2
     indices = {"axial": ct.shape[2] // 2, "coronal": y, "sagittal": ct.shape[0] // 2}
     sp = (spacing,) * 3
-    ct_view = render_plane(ct, pet, "coronal", indices, sp, mode="CT", px_per_mm=px_per_mm, crosshair=False)
-    mip_view = render_mip(pet, sp, suv_max=8.0, px_per_mm=px_per_mm)
-    return caption(side_by_side([ct_view, mip_view], gap=2), label)
+    ct_view = rendering.render_plane(ct, pet, "coronal", indices, sp, mode="CT", px_per_mm=px_per_mm, crosshair=False)
+    mip_view = rendering.render_mip(pet, sp, suv_max=8.0, px_per_mm=px_per_mm)
+    return rendering.caption(rendering.side_by_side([ct_view, mip_view], gap=2), label)
 
 
 def generated(pipe: PETCTPipeline, d: Demographics, seed: int):
@@ -63,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for d in PAIRS:
         ct, pet, spacing = generated(pipe, d, SEED)
-        px = display_scale(ct.shape, (spacing,) * 3, longest_px=520)
+        px = rendering.display_scale(ct.shape, (spacing,) * 3, longest_px=520)
         phantom = generate_phantom(d, SEED, spacing=spacing, fov="model")
-        rows.append(side_by_side([panel(ct, pet, spacing, f"generated: {describe(d)}", px),
+        rows.append(rendering.side_by_side([panel(ct, pet, spacing, f"generated: {describe(d)}", px),
                                   panel(phantom.ct_hu, phantom.suv, spacing, "phantom, same demographics", px)],
                                  gap=12))
     _stack(rows).save(args.out / "generated_vs_phantom.png")
@@ -74,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     for age in (30.0, 80.0):
         d = Demographics(age=age, sex=COUNTERFACTUAL.sex, weight=COUNTERFACTUAL.weight, height=COUNTERFACTUAL.height)
         ct, pet, spacing = generated(pipe, d, SEED)
-        px = display_scale(ct.shape, (spacing,) * 3, longest_px=520)
+        px = rendering.display_scale(ct.shape, (spacing,) * 3, longest_px=520)
         panels.append(panel(ct, pet, spacing, f"seed {SEED}: {describe(d)}", px))
-    side_by_side(panels, gap=12).save(args.out / "counterfactual_age.png")
+    rendering.side_by_side(panels, gap=12).save(args.out / "counterfactual_age.png")
     print(args.out / "generated_vs_phantom.png", args.out / "counterfactual_age.png")
     return 0
 

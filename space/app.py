@@ -1,6 +1,7 @@
 """Gradio Space: four demographic numbers -> a synthetic whole-body FDG PET/CT you can browse and download.
 
-Run from the repository root or from this folder (the Space runtime's working directory)::
+Run from the repository root or from this folder (the Space runtime's working directory), with the
+package installed (``pip install -e ".[space]"`` here; ``requirements.txt`` on a Space)::
 
     python space/app.py                      # http://127.0.0.1:7860
     PETCT_MODEL=/path/to/pipeline python space/app.py --server-name 0.0.0.0 --server-port 7861
@@ -18,7 +19,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -26,28 +26,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:  # `import rendering` also when this file is imported from elsewhere
-    sys.path.insert(0, str(_HERE))
-try:
-    import petct_pipeline  # noqa: F401  (installed: pip install -e . here, requirements.txt on a Space)
-except ImportError:  # a source checkout that was not installed: use the package next to space/
-    sys.path.insert(0, str(_HERE.parent))
+import gradio as gr
+import numpy as np
+import rendering  # beside this file: Python puts the script's folder on sys.path
+import torch
 
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import rendering  # noqa: E402
-import torch  # noqa: E402
-
-from petct_pipeline import Demographics, PETCTPipeline  # noqa: E402
-from petct_pipeline.checkpoints import (  # noqa: E402
+from petct_pipeline import Demographics, PETCTPipeline
+from petct_pipeline.checkpoints import (
     DEFAULT_SEGMENTER_NAME,
     checkpoints_dir,
     default_model,
     default_segmenter,
 )
-from petct_pipeline.errors import InputError  # noqa: E402
-from petct_pipeline.pipeline_petct import (  # noqa: E402
+from petct_pipeline.errors import InputError
+from petct_pipeline.pipeline_petct import (
     DEFAULT_PRIOR_SCALE,
     DEFAULT_SR_STEPS,
     DEFAULT_STEPS,

@@ -6,50 +6,10 @@ import os
 
 import pytest
 
+from tests.helpers.pipelines import make_tiny_pipeline
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing repo must fail fast, not retry for 23 s
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-
-def make_tiny_pipeline(seed: int = 0):
-    """A complete PETCTPipeline small enough to run both stages in well under a second."""
-    import torch
-    from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
-
-    from petct_pipeline import DemographicEncoder, PETCTPipeline, PETCTUNet3DModel
-
-    torch.manual_seed(seed)
-    encoder = DemographicEncoder(embedding_dim=16, hidden_dim=16)
-    unet = PETCTUNet3DModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        attention_levels=(False, True),
-        attention_head_dim=8,
-        embedding_dim=16,
-        norm_num_groups=4,
-    )
-    sr_unet = PETCTUNet3DModel(
-        conditioning_channels=5,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        attention_levels=(False, False),
-        norm_num_groups=4,
-    )
-    # random init leaves zero-initialised output layers at zero; perturb them so outputs depend on inputs
-    with torch.no_grad():
-        for model in (unet, sr_unet, encoder):
-            for parameter in model.parameters():
-                if torch.count_nonzero(parameter) == 0:
-                    parameter.normal_(0.0, 0.1)
-    return PETCTPipeline(
-        demographic_encoder=encoder,
-        unet=unet,
-        scheduler=EDMDPMSolverMultistepScheduler(sigma_data=0.5),
-        sr_unet=sr_unet,
-        sr_scheduler=EDMEulerScheduler(sigma_data=0.25, sigma_max=10.0),
-        base_shape=(8, 8, 12),
-        base_spacing=64.0,
-        sr_scale=2,
-    )
 
 
 @pytest.fixture()

@@ -8,12 +8,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from test_data_autopet import (
-    DEFAULT_SUBJECTS,
-    truncate_gzip,
-    write_autopet_population,
-    write_autopet_study,
-)
 
 from petct_pipeline.cli import main
 from petct_pipeline.data import (
@@ -29,6 +23,12 @@ from petct_pipeline.data.preprocess import default_shape
 from petct_pipeline.data.study import StudyRecord
 from petct_pipeline.demographics import Demographics
 from petct_pipeline.intensity import from_model_space, hu_to_model, suv_to_model
+from tests.helpers.autopet import (
+    DEFAULT_SUBJECTS,
+    truncate_gzip,
+    write_autopet_population,
+    write_autopet_study,
+)
 
 SMALL = PreprocessConfig(spacing=16, shape=(16, 16, 24))
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_pipeline
 from diffusers import EDMEulerScheduler
 
 from petct_pipeline import DemographicPrior, Demographics, PETCTPipeline
 from petct_pipeline.geometry import body_slices
+from tests.helpers.pipelines import make_tiny_pipeline
 
 WOMAN = Demographics(age=63, sex="F", weight=70, height=165)
 MAN = Demographics(age=35, sex="M", weight=90, height=185)

@@ -1,6 +1,6 @@
 """End to end: `python space/app.py` in a subprocess, driven by headless Chromium and by gradio_client.
 
-The app serves a tiny random pipeline (conftest.make_tiny_pipeline saved with save_pretrained,
+The app serves a tiny random pipeline (tests/helpers/pipelines.make_tiny_pipeline saved with save_pretrained,
 passed through PETCT_MODEL), so a generation takes about a second. The browser test needs
 Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`; Playwright cannot
 download its own browser here) and is skipped, loudly, only when that binary is missing.
@@ -20,7 +20,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import make_tiny_pipeline
+
+from tests.helpers.pipelines import make_tiny_pipeline
 
 SPACE = Path(__file__).resolve().parents[1] / "space"
 

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SPACE = Path(__file__).resolve().parents[1] / "space"
-if str(SPACE) not in sys.path:
-    sys.path.insert(0, str(SPACE))
-
-import rendering  # noqa: E402
+import rendering  # space/rendering.py (pytest's pythonpath has space/)
 
 
 # --------------------------------------------------------------------------- CT window

@@ -1,7 +1,7 @@
 """End to end: two real CPU ranks train the base stage, resume, the SR stage trains, export, load, generate.
 
 The configuration is the phantom_demo layout shrunk to toy sizes; data is a small
-population written in the AutoPET layout (test_data_autopet helpers).
+population written in the AutoPET layout (tests/helpers/autopet.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_data_autopet import DEFAULT_SUBJECTS, write_autopet_population
+
+from tests.helpers.autopet import DEFAULT_SUBJECTS, write_autopet_population
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = REPO / "training" / "train.py"
@@ -51,8 +52,8 @@ TINY_CONFIG = {
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-                "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])})
+    # the scripts import `training` and `petct_pipeline` as installed (pip install -e .), like a user's run
+    env.update({"ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
     return env
 
 
@@ -186,7 +187,6 @@ def test_two_ranks_resume_sr_export_generate(workspace):
 
 
 def test_export_rejects_mismatched_stages(tmp_path, capsys):
-    sys.path.insert(0, str(REPO))
     from training.export import main as export_main
 
     base, sr = tmp_path / "base", tmp_path / "sr"

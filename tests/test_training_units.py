@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +15,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from training.config import TrainConfig, load_config, training_options
+from training.edm import EDMLossConfig, edm_loss
+from training.stages import available_stages, build_scheduler, get_stage
+from training.stages.sr import upsample_box
+from training.step_sampler import StepBatchSampler
+from training.train import apply_learning_rate
 
-from training.config import load_config, training_options  # noqa: E402
-from training.edm import EDMLossConfig, edm_loss  # noqa: E402
-from training.stages import available_stages, build_scheduler, get_stage  # noqa: E402
-from training.stages.sr import upsample_box  # noqa: E402
-from training.step_sampler import StepBatchSampler  # noqa: E402
-from training.train import apply_learning_rate  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", ["phantom_demo", "autopet_paper"])
@@ -29,13 +30,15 @@ def test_shipped_configs_load_and_build(name):
     from accelerate import Accelerator
 
     config = load_config(REPO / "training" / "configs" / f"{name}.yaml")
+    stages = {}
     for stage in ("base", "sr"):
         options = training_options(config, stage)
         assert options.max_train_steps > 0 and options.learning_rate > 0
-        get_stage(stage)(config, Accelerator(cpu=True))  # checks grids, scale, patch, scheduler
-    grid = config["base"]["grid"]
-    expected = {"phantom_demo": (16, [28, 28, 48]), "autopet_paper": (8, [56, 56, 96])}[name]
-    assert (grid["spacing"], grid["shape"]) == expected
+        stages[stage] = get_stage(stage)(config, Accelerator(cpu=True))  # checks grids, scale, patch, scheduler
+    grid = stages["base"].options.grid
+    expected = {"phantom_demo": (16, (28, 28, 48)), "autopet_paper": (8, (56, 56, 96))}[name]
+    assert (grid.spacing, grid.shape) == expected
+    assert stages["sr"].low_grid == grid
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -61,6 +64,61 @@ def test_config_errors_name_the_key(tmp_path):
         build_scheduler({"class": "DDPMScheduler"}, "base")
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['sigma_dat'\]"):
         build_scheduler({"sigma_dat": 0.5}, "base")
+
+
+def test_stage_options_are_frozen_dataclasses_with_their_defaults(tmp_path):
+    from accelerate import Accelerator
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"base": {"grid": {"spacing": 16, "shape": [8, 8, 16]}, "validation": None}}))
+    options = get_stage("base")(load_config(path), Accelerator(cpu=True)).options
+    assert options.grid.shape == (8, 8, 16) and options.cfg_dropout == 0.1 and options.loss == EDMLossConfig()
+    assert options.validation.num_inference_steps == 16 and options.validation.guidance_scale == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.cfg_dropout = 0.5
+    bad_sections = [
+        ("base", {"validation": {"num_steps": 4}}, r"unknown key\(s\) \['num_steps'\] in base.validation; "
+                                                   r"allowed: \['guidance_scale', 'num_inference_steps', 'seed'"),
+        ("base", {"los": {}}, r"unknown key\(s\) \['los'\] in base; allowed: \['cfg_dropout', 'grid', 'loss'"),
+        ("base", {"loss": {"P_mea": 1}}, r"in base.loss; allowed: \['P_mean', 'P_std'\]"),
+        ("base", {"grid": {"spacing": 16, "shap": [8, 8, 16]}}, r"in base.grid; allowed: \['shape', 'spacing'\]"),
+        ("base", {"cfg_dropout": 1.0}, r"base.cfg_dropout must be a number in \[0, 1\), got 1.0"),
+        ("base", {"unet": {"in_channels": 3}}, r"base.unet.in_channels is set by the stage"),
+        ("sr", {"noise_augmentation": 2}, r"sr.noise_augmentation must be a number in \[0, 1\], got 2"),
+        ("seg", {"augment": {"max_shift": 2}}, r"in seg.augment; allowed: \['max_shift_voxels'\]"),
+    ]
+    for stage, section, message in bad_sections:
+        path.write_text(json.dumps({"base": {"grid": {"spacing": 16, "shape": [8, 8, 16]}}, stage: section}))
+        with pytest.raises(ValueError, match=message):
+            get_stage(stage)(load_config(path), Accelerator(cpu=True))
+    path.write_text(json.dumps({"data": {"preprocess": {"spacing": 8}}}))  # the grid is each stage's
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['spacing'\] in data.preprocess"):
+        load_config(path)
+
+
+def test_command_line_overrides_replace_the_options_and_are_checked(tmp_path):
+    from training.train import apply_overrides, parse_args
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"seed": 4, "data": {"preprocess_workers": 2},
+                                "training": {"learning_rate": "1e-4", "ema": {"decay": 0.9}, "log_steps": None,
+                                             "checkpoints_total_limit": None},
+                                "base": {"train": {"batch_size": 3, "ema": {"power": 0.5}}}}))
+    config = load_config(path)
+    options = training_options(config, "base")
+    assert (options.batch_size, options.learning_rate, options.ema.decay, options.ema.power) == (3, 1e-4, 0.9, 0.5)
+    assert training_options(config, "sr").batch_size == 1  # the default: sr has no overrides
+    assert options.log_steps == 10 and options.checkpoints_total_limit is None  # null: the default, or None
+    required = ["--config", str(path), "--stage", "base", "--data_dir", "d", "--output_dir", "o"]
+    assert apply_overrides(config, options, parse_args(required)) == (config, options)
+    flags = ["--learning_rate", "5e-4", "--max_train_steps", "7", "--seed", "9", "--preprocess_workers", "0",
+             "--demographics_csv", "table.csv"]
+    new_config, new = apply_overrides(config, options, parse_args(required + flags))
+    assert (new.learning_rate, new.max_train_steps, new.batch_size, new.ema) == (5e-4, 7, 3, options.ema)
+    data = new_config.data
+    assert (new_config.seed, data.preprocess_workers, data.demographics_csv) == (9, 0, "table.csv")
+    with pytest.raises(ValueError, match="training.max_train_steps must be an integer >= 1, got 0"):
+        apply_overrides(config, options, parse_args(required + ["--max_train_steps", "0"]))
 
 
 def test_sr_stage_checks_grid_consistency(tmp_path):
@@ -150,12 +208,15 @@ def test_upsample_box_equals_full_trilinear_crop():
 
 
 def test_train_script_reports_bad_config_in_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    if "PYTHONPATH" in os.environ:  # a checkout tested without installing it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({"base": {"grid": {"spacing": 5, "shape": [8, 8, 16]}}}))
     result = subprocess.run(
         [sys.executable, str(REPO / "training" / "train.py"), "--config", str(config), "--stage", "base",
          "--data_dir", str(tmp_path), "--output_dir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=120, env=env,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
@@ -163,7 +224,7 @@ def test_train_script_reports_bad_config_in_one_line(tmp_path):
     )
 
 
-def _tiny_config(tmp_path: Path, block_out_channels: list[int]) -> dict:
+def _tiny_config(tmp_path: Path, block_out_channels: list[int]) -> TrainConfig:
     path = tmp_path / f"tiny_{'_'.join(map(str, block_out_channels))}.json"
     unet = {"block_out_channels": block_out_channels, "layers_per_block": 1,
             "attention_levels": [False] * len(block_out_channels), "norm_num_groups": 4}
@@ -193,7 +254,8 @@ def test_init_weights_loads_a_stage_output_and_rejects_another_architecture(tmp_
     with pytest.raises(NotADirectoryError, match="--init_weights .*missing: no such folder"):
         stage.init_from_pretrained(fresh, tmp_path / "missing")
     seg_config = load_config(REPO / "training" / "configs" / "seg_phantom.yaml")
-    seg_config["seg"]["validation"] = {}  # its held-out folder is local data, absent in a clean clone
+    seg_section = {**seg_config.stages["seg"], "validation": {}}  # its held-out folder: local data, not in a clone
+    seg_config = dataclasses.replace(seg_config, stages={**seg_config.stages, "seg": seg_section})
     with pytest.raises(ValueError, match="--init_weights is not supported by stage 'seg'"):
         get_stage("seg")(seg_config, Accelerator(cpu=True)).init_from_pretrained(torch.nn.Linear(1, 1), tmp_path)
 

@@ -2,18 +2,20 @@
 
 Top-level keys::
 
-    name, seed
+    name, seed, description
     data:      layout, demographics_csv, verify, preprocess {PreprocessConfig options except
-               spacing/shape}, preprocess_workers, dataloader_num_workers
+               spacing/shape}, preprocess_workers, dataloader_num_workers        -> DataOptions
     encoder:   DemographicEncoder kwargs (base stage)
-    training:  defaults of the optimisation options below, for every stage
+    training:  defaults of the optimisation options, for every stage             -> TrainingOptions
     base:      grid {spacing, shape}, unet, scheduler, loss {P_mean, P_std}, cfg_dropout,
                validation {...}, train {overrides of `training`}
     sr:        grid, patch_size, unet, scheduler, loss, noise_augmentation, validation, train
-    <stage>:   any further stage (a module training/stages/<stage>.py) reads its own section
+    seg:       grid, organs, unet, loss, augment, validation, train
 
-Unknown keys raise ValueError naming the key and the allowed ones, so a typo never
-silently trains with a default.
+The shared sections are checked when the file is read; a stage section is checked by its
+stage (``training/stages/<stage>.py`` builds its own options dataclass from it), so a
+config may hold the sections of stages it is not used for. Unknown keys raise InputError
+naming the key and the allowed ones, so a typo never silently trains with a default.
 """
 
 from __future__ import annotations
@@ -21,91 +23,67 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from diffusers.optimization import SchedulerType
+from petct_pipeline.data.preprocess import PreprocessConfig
+from petct_pipeline.errors import InputError
 
-__all__ = ["load_config", "TrainingOptions", "EMAOptions", "training_options", "check_keys"]
+from .optimization import EMAOptions, TrainingOptions
+from .options import check_int, check_keys, check_mapping, from_mapping, override
+from .stage_options import GridOptions
 
-TOP_LEVEL_KEYS = ("name", "seed", "data", "encoder", "training", "base", "sr", "seg", "description")
-DATA_KEYS = (
-    "layout", "demographics_csv", "verify", "preprocess", "preprocess_workers", "dataloader_num_workers",
-)
+__all__ = ["load_config", "training_options", "TrainConfig", "DataOptions", "TrainingOptions", "EMAOptions"]
 
-
-def check_keys(section: dict[str, Any], allowed: tuple[str, ...] | list[str], where: str) -> None:
-    if not isinstance(section, dict):
-        raise TypeError(f"{where} must be a mapping, got {type(section).__name__}")
-    unknown = sorted(set(section) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
+STAGE_SECTIONS = ("base", "sr", "seg")
+TOP_LEVEL_KEYS = ("name", "seed", "description", "data", "encoder", "training", *STAGE_SECTIONS)
+#: data.preprocess takes every PreprocessConfig option but the grid, which each stage sets
+PREPROCESS_KEYS = tuple(f.name for f in fields(PreprocessConfig) if f.name not in ("spacing", "shape"))
 
 
-@dataclass
-class EMAOptions:
-    decay: float = 0.999
-    use_warmup: bool = True
-    power: float = 0.75
-    inv_gamma: float = 1.0
-    update_after_step: int = 0
+@dataclass(frozen=True)
+class DataOptions:
+    """The ``data`` section: how the data folder is read and preprocessed, shared by every stage."""
 
-
-@dataclass
-class TrainingOptions:
-    """Optimisation options of one stage (the ``training`` section overridden by ``<stage>.train``)."""
-
-    batch_size: int = 1  # per process
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    scale_lr: bool = False  # multiply by batch_size * accumulation * world size
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 0.0
-    adam_epsilon: float = 1e-8
-    lr_scheduler: str = "constant_with_warmup"
-    lr_warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    max_train_steps: int = 1000
-    mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it, fp16 on other GPUs, none on CPU
-    gradient_checkpointing: bool = False
-    checkpointing_steps: int = 500
-    checkpoints_total_limit: int | None = 3
-    validation_steps: int = 500  # 0 = only at the end
-    log_steps: int = 10
-    report_to: str = "none"  # or tensorboard / wandb (accelerate trackers)
-    ema: EMAOptions = field(default_factory=EMAOptions)
+    layout: str = "auto"  # AutoPET or nnU-Net layout (petct_pipeline.data.scan_dataset)
+    demographics_csv: str | None = None  # weight/height table; default DATA/demographics.csv
+    verify: str = "header"
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    preprocess_workers: int = 1
+    dataloader_num_workers: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.ema, dict):
-            check_keys(self.ema, [f.name for f in fields(EMAOptions)], "training.ema")
-            self.ema = EMAOptions(**self.ema)
-        positive_ints = ("batch_size", "gradient_accumulation_steps", "max_train_steps", "log_steps")
-        for name in positive_ints + ("lr_warmup_steps", "checkpointing_steps", "validation_steps"):
-            value = getattr(self, name)
-            low = 1 if name in positive_ints else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"training.{name} must be an integer >= {low}, got {value!r}")
-        limit = self.checkpoints_total_limit
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"training.checkpoints_total_limit must be null or an integer >= 1, got {limit!r}")
-        for name in ("learning_rate", "max_grad_norm", "adam_epsilon"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"training.{name} must be a positive number, got {value!r}")
-        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
-            raise ValueError(
-                f"training.mixed_precision must be one of auto, no, fp16, bf16; got {self.mixed_precision!r}"
-            )
-        schedules = [kind.value for kind in SchedulerType]
-        if self.lr_scheduler not in schedules:
-            raise ValueError(f"training.lr_scheduler must be one of {', '.join(schedules)}; got {self.lr_scheduler!r}")
-        if not 0.0 <= float(self.ema.decay) < 1.0:
-            raise ValueError(f"training.ema.decay must be in [0, 1), got {self.ema.decay!r}")
+        check_keys(self.preprocess, PREPROCESS_KEYS, "data.preprocess")
+        check_int(self.preprocess_workers, "data.preprocess_workers", 0)
+        check_int(self.dataloader_num_workers, "data.dataloader_num_workers", 0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def preprocess_config(self, grid: GridOptions) -> PreprocessConfig:
+        """The cache configuration of ``grid`` with these preprocessing options (checked there)."""
+        return PreprocessConfig.from_mapping({**self.preprocess, "spacing": grid.spacing, "shape": grid.shape})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One config file: the shared sections typed, the stage sections as read (their stage checks them)."""
+
+    path: Path
+    name: str
+    seed: int = 0
+    description: str | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+    encoder: dict[str, Any] = field(default_factory=dict)
+    training: TrainingOptions = field(default_factory=TrainingOptions)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_int(self.seed, "seed", 0)
+
+    def stage_section(self, stage: str) -> dict[str, Any]:
+        """The ``<stage>:`` section; ValueError if the config has none."""
+        if stage not in self.stages:
+            raise InputError(f"config {self.path} has no '{stage}:' section for --stage {stage}")
+        return self.stages[stage]
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -119,50 +97,26 @@ def _read(path: Path) -> dict[str, Any]:
     elif path.suffix.lower() == ".json":
         data = json.loads(text)
     else:
-        raise ValueError(f"config must be .yaml, .yml or .json, got {path.name}")
+        raise InputError(f"config must be .yaml, .yml or .json, got {path.name}")
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config must be a mapping at the top level")
+        raise InputError(f"{path}: the config must be a mapping at the top level")
     return data
 
 
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a config file; returns the dict with ``data`` defaults filled in."""
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read and check a config file (the shared sections; each stage checks its own section)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    config = _read(path)
-    check_keys(config, TOP_LEVEL_KEYS, f"{path.name} (top level)")
-    data = {
-        "layout": "auto",
-        "demographics_csv": None,
-        "verify": "header",
-        "preprocess": {},
-        "preprocess_workers": 1,
-        "dataloader_num_workers": 0,
-        **config.get("data", {}),
-    }
-    check_keys(data, DATA_KEYS, f"{path.name} data")
-    config["data"] = data
-    config.setdefault("name", path.stem)
-    config.setdefault("seed", 0)
-    config.setdefault("training", {})
-    config["_path"] = str(path)
-    return config
+    raw = _read(path)
+    check_keys(raw, TOP_LEVEL_KEYS, f"{path.name} (top level)")
+    raw = {key: value for key, value in raw.items() if value is not None}  # an empty YAML section: the defaults
+    stages = {name: copy.deepcopy(raw.pop(name)) for name in STAGE_SECTIONS if name in raw}
+    for name, section in stages.items():
+        check_mapping(section, name)
+    return from_mapping(TrainConfig, {"name": path.stem, **raw, "path": path, "stages": stages}, "")
 
 
-def training_options(config: dict[str, Any], stage: str) -> TrainingOptions:
-    """``training`` defaults overridden by ``<stage>.train``, checked."""
-    base = copy.deepcopy(config.get("training", {}))
-    override = copy.deepcopy(config.get(stage, {}).get("train", {}))
-    allowed = [f.name for f in fields(TrainingOptions)]
-    check_keys(base, allowed, "training")
-    check_keys(override, allowed, f"{stage}.train")
-    ema = {**base.pop("ema", {}), **override.pop("ema", {})}
-    merged = {**base, **override, "ema": ema}
-    for key in ("learning_rate", "adam_epsilon", "adam_weight_decay"):  # YAML reads 1e-4 as a string
-        if isinstance(merged.get(key), str):
-            try:
-                merged[key] = float(merged[key])
-            except ValueError:
-                raise ValueError(f"training.{key} must be a number, got {merged[key]!r}") from None
-    return TrainingOptions(**merged)
+def training_options(config: TrainConfig, stage: str) -> TrainingOptions:
+    """The ``training`` defaults overridden by ``<stage>.train`` (checked)."""
+    return override(config.training, config.stages.get(stage, {}).get("train"), f"{stage}.train")

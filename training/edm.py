@@ -18,29 +18,21 @@ from dataclasses import dataclass
 
 import torch
 
+from .options import check_number
+
 __all__ = ["EDMLossConfig", "edm_loss", "make_generator"]
 
 
 @dataclass(frozen=True)
 class EDMLossConfig:
+    """``<stage>.loss``: the log-normal distribution of training noise levels."""
+
     P_mean: float = -1.2
     P_std: float = 1.2
 
     def __post_init__(self) -> None:
-        for name in ("P_mean", "P_std"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"loss.{name} must be a finite number, got {value!r}")
-        if self.P_std <= 0:
-            raise ValueError(f"loss.P_std must be > 0, got {self.P_std!r}")
-
-    @classmethod
-    def from_mapping(cls, values: dict | None) -> EDMLossConfig:
-        values = dict(values or {})
-        unknown = sorted(set(values) - {"P_mean", "P_std"})
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in loss; allowed: ['P_mean', 'P_std']")
-        return cls(**values)
+        check_number(self.P_mean, "loss.P_mean", "a finite number", math.isfinite)
+        check_number(self.P_std, "loss.P_std", "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:

@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from petct_pipeline.errors import InputError
+from training.script_errors import report_user_errors
 
 __all__ = ["export_pipeline", "main"]
 
@@ -59,7 +59,7 @@ def _stage_info(folder: Path, expected: str) -> dict[str, Any]:
                                 "end) nor an exported pipeline (no model_index.json)")
     info = json.loads(path.read_text())
     if info.get("stage") != expected:
-        raise ValueError(f"{folder} holds stage {info.get('stage')!r}, expected {expected!r}")
+        raise InputError(f"{folder} holds stage {info.get('stage')!r}, expected {expected!r}")
     return info
 
 
@@ -69,7 +69,7 @@ def _scheduler(folder: Path):
     config = json.loads((folder / "scheduler_config.json").read_text())
     name = config.get("_class_name")
     if name not in EDM_SCHEDULERS:
-        raise ValueError(f"{folder}: scheduler {name!r} is not one of {EDM_SCHEDULERS}")
+        raise InputError(f"{folder}: scheduler {name!r} is not one of {EDM_SCHEDULERS}")
     return getattr(diffusers, name).from_pretrained(folder)
 
 
@@ -85,7 +85,7 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
     base_grid = {"spacing": float(base["grid"]["spacing"]), "shape": list(base["grid"]["shape"])}
     sr_base_grid = {"spacing": float(sr["base_grid"]["spacing"]), "shape": list(sr["base_grid"]["shape"])}
     if base_grid != sr_base_grid:
-        raise ValueError(f"the SR stage was trained on base grid {sr_base_grid}, but the base stage uses {base_grid}")
+        raise InputError(f"the SR stage was trained on base grid {sr_base_grid}, but the base stage uses {base_grid}")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out_dir} exists and is not empty (pass --overwrite to replace it)")
 
@@ -129,13 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_card", type=Path, help="model card to write as the folder's README.md "
                         "(e.g. model_card.md for the shipped folder; default: none)")
     args = parser.parse_args(argv)
-    try:
-        out = export_pipeline(args.base, args.sr, args.out, overwrite=args.overwrite, model_card=args.model_card)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        print(f"export.py: error: {error}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+
+    def run() -> int:
+        print(export_pipeline(args.base, args.sr, args.out, overwrite=args.overwrite, model_card=args.model_card))
+        return 0
+
+    return report_user_errors("export.py", run)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,13 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from petct_pipeline.errors import InputError
+from training.script_errors import report_user_errors
+
+if TYPE_CHECKING:
+    from training.config import DataOptions
 
 __all__ = ["fit_prior", "main"]
 
@@ -31,23 +34,21 @@ PRIOR_FOLDER = "demographic_prior"
 PROVENANCE_FILE = "training_provenance.json"
 
 
-def _cached_training_set(pipe, data_dir: Path, config: dict[str, Any], cache_dir: Path, demographics_csv, workers):
+def _cached_training_set(pipe, data_dir: Path, data: DataOptions, cache_dir: Path, demographics_csv, workers):
     """(features (N, F), volumes (N, 2, X, Y, Z)) of the data on the pipeline's stage-1 grid."""
     import numpy as np
     import torch
 
     from petct_pipeline.data.cache import build_cache
-    from petct_pipeline.data.preprocess import PreprocessConfig
     from petct_pipeline.data.scan import scan_dataset
+    from training.stage_options import GridOptions
 
-    data = config["data"]
-    grid = {"spacing": pipe.config.base_spacing, "shape": list(pipe.base_shape)}
-    preprocess = PreprocessConfig.from_mapping({**data.get("preprocess", {}), **grid})
-    scan = scan_dataset(data_dir, demographics_csv=demographics_csv or data.get("demographics_csv"),
-                        layout=data["layout"], verify=data["verify"])
+    preprocess = data.preprocess_config(GridOptions(spacing=pipe.config.base_spacing, shape=tuple(pipe.base_shape)))
+    scan = scan_dataset(data_dir, demographics_csv=demographics_csv or data.demographics_csv,
+                        layout=data.layout, verify=data.verify)
     index = build_cache(scan, cache_dir, preprocess, num_workers=workers)
     if len(index) == 0:
-        raise ValueError(f"{data_dir} holds no usable study ({len(index.skipped)} skipped; see {index.directory})")
+        raise InputError(f"{data_dir} holds no usable study ({len(index.skipped)} skipped; see {index.directory})")
     features = pipe.demographic_encoder.features([index.demographics(i) for i in range(len(index))]).cpu()
     volumes = torch.from_numpy(np.stack([index.load_volume(i).astype(np.float32) for i in range(len(index))]))
     return features, volumes, index
@@ -76,11 +77,11 @@ def fit_prior(
         raise FileNotFoundError(f"--pipeline {pipeline_dir} is not a pipeline folder (no model_index.json)")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out_dir} exists and is not empty (pass --overwrite to replace it)")
-    config = load_config(config_path)
-    workers = config["data"]["preprocess_workers"] if workers is None else workers
+    data = load_config(config_path).data
+    workers = data.preprocess_workers if workers is None else workers
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir.parent / "cache"
     pipe = PETCTPipeline.from_pretrained(pipeline_dir)
-    features, volumes, index = _cached_training_set(pipe, Path(data_dir), config, cache_dir, demographics_csv, workers)
+    features, volumes, index = _cached_training_set(pipe, Path(data_dir), data, cache_dir, demographics_csv, workers)
     prior = DemographicPrior.fit(features, volumes, channels=channels, sigma_min=sigma_min)
     pipe.register_modules(demographic_prior=prior)
 
@@ -117,16 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preprocess_workers", type=int, default=None, help="override data.preprocess_workers")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
-    try:
-        out = fit_prior(args.pipeline, args.data_dir, args.config, args.out, cache_dir=args.cache_dir,
+
+    def run() -> int:
+        print(fit_prior(args.pipeline, args.data_dir, args.config, args.out, cache_dir=args.cache_dir,
                         channels=tuple(args.channels), sigma_min=args.sigma_min,
                         demographics_csv=args.demographics_csv, workers=args.preprocess_workers,
-                        overwrite=args.overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        print(f"fit_prior.py: error: {error}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+                        overwrite=args.overwrite))
+        return 0
+
+    return report_user_errors("fit_prior.py", run)
 
 
 if __name__ == "__main__":

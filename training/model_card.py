@@ -23,6 +23,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from petct_pipeline.errors import InputError
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -92,11 +94,11 @@ def hub_model_card(card: str, base: str = ".", root: Path = REPO_ROOT,
         joined = path_part[1:] if path_part.startswith("/") else posixpath.join(str(base), path_part)
         path = posixpath.normpath(joined)
         if path == ".." or path.startswith("../"):
-            raise ValueError(f"model card link {target!r} leaves the repository")
+            raise InputError(f"model card link {target!r} leaves the repository")
         path = "" if path == "." else path
         location = root / path
         if not location.exists():
-            raise ValueError(f"model card link {target!r} points to {path!r}, which does not exist in {root}")
+            raise InputError(f"model card link {target!r} points to {path!r}, which does not exist in {root}")
         kind = "raw" if image else "tree" if location.is_dir() else "blob"
         url = f"{repository_url}/{kind}/{revision}/{path}" + (f"#{anchor}" if anchor else "")
         pieces += [card[last:start], url]
@@ -110,9 +112,9 @@ def _check_metadata(card: str, source: Path) -> None:
     try:
         data = ModelCard(card, ignore_metadata_errors=False).data.to_dict()
     except Exception as error:  # yaml errors: the Hub would reject the card
-        raise ValueError(f"{source}: the YAML front matter does not parse ({error})") from None
+        raise InputError(f"{source}: the YAML front matter does not parse ({error})") from None
     if not data.get("license"):
-        raise ValueError(f"{source}: the model card's YAML front matter names no license")
+        raise InputError(f"{source}: the model card's YAML front matter names no license")
 
 
 def write_model_card(folder: str | Path, card_path: str | Path = MODEL_CARD) -> Path:

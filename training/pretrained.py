@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from petct_pipeline.errors import InputError
+
 __all__ = ["load_component_weights", "init_from_pretrained"]
 
 
@@ -41,13 +43,13 @@ def load_component_weights(module: torch.nn.Module, folder: Path) -> None:
     if config_path.is_file():
         differences = _architecture_differences(module, json.loads(config_path.read_text()))
         if differences:
-            raise ValueError(f"--init_weights: {folder} has another architecture than the config: "
+            raise InputError(f"--init_weights: {folder} has another architecture than the config: "
                              + "; ".join(differences))
     state = load_file(str(weights))
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"--init_weights: {folder} does not fit the configured model: {error}") from None
+        raise InputError(f"--init_weights: {folder} does not fit the configured model: {error}") from None
 
 
 def init_from_pretrained(model: torch.nn.Module, directory: Path, components: dict[str, str]) -> dict[str, Any]:

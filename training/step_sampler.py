@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
+from petct_pipeline.errors import InputError
+
 __all__ = ["StepBatchSampler", "item_seed"]
 
 
@@ -29,7 +31,7 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         self, num_samples: int, batch_size: int, world_size: int, rank: int, seed: int, start: int, stop: int
     ) -> None:
         if num_samples < 1:
-            raise ValueError("the dataset is empty: no usable study to train on")
+            raise InputError("the dataset is empty: no usable study to train on")
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.world_size = world_size

@@ -26,6 +26,7 @@ from there. Output::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,18 +39,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `training` and `petct_pipeline` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from training.config import TrainingOptions, load_config, training_options  # noqa: E402
-from training.edm import make_generator  # noqa: E402
-from training.stages import available_stages, get_stage  # noqa: E402
-from training.step_sampler import StepBatchSampler, item_seed  # noqa: E402
+from training.config import TrainConfig, TrainingOptions, load_config, training_options
+from training.edm import make_generator
+from training.script_errors import report_user_errors
+from training.stages import available_stages, get_stage
+from training.step_sampler import StepBatchSampler, item_seed
 
 logger = logging.getLogger("petct.train")
 
+#: command-line flags that override the training options of the same name
+TRAINING_FLAGS = ("max_train_steps", "checkpointing_steps", "validation_steps", "mixed_precision", "learning_rate",
+                  "lr_scheduler")
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "petct_state.json"
@@ -86,6 +88,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def apply_overrides(config: TrainConfig, options: TrainingOptions, args: argparse.Namespace
+                    ) -> tuple[TrainConfig, TrainingOptions]:
+    """The config and training options with the given flags replacing their values (replace checks them again)."""
+    given = {name: getattr(args, name) for name in TRAINING_FLAGS if getattr(args, name) is not None}
+    options = dataclasses.replace(options, **given)
+    data = config.data
+    if args.preprocess_workers is not None:
+        data = dataclasses.replace(data, preprocess_workers=args.preprocess_workers)
+    if args.demographics_csv is not None:
+        data = dataclasses.replace(data, demographics_csv=str(args.demographics_csv))
+    seed = config.seed if args.seed is None else args.seed
+    return dataclasses.replace(config, data=data, seed=seed), options
 
 
 def resolve_mixed_precision(requested: str) -> str:
@@ -131,15 +147,17 @@ def apply_learning_rate(lr_scheduler, learning_rate: float) -> list[float]:
 
     ``accelerator.load_state`` restores the checkpoint's optimizer and scheduler, whose base
     rate is the one the checkpoint was trained with, so without this a resumed run would ignore
-    ``--learning_rate`` (e.g. a cool-down) and keep the old rate.
+    ``--learning_rate`` (e.g. a cool-down) and keep the old rate. The scheduler's own ``step``
+    then sets every group's rate (and ``get_last_lr``) at the restored step: it is stepped
+    back one step and forward again.
     """
     scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps it
     scheduler.base_lrs = [learning_rate] * len(scheduler.base_lrs)
-    rates = [learning_rate * factor(scheduler.last_epoch) for factor in scheduler.lr_lambdas]
-    for group, rate in zip(scheduler.optimizer.param_groups, rates):
-        group["initial_lr"], group["lr"] = learning_rate, rate
-    scheduler._last_lr = rates
-    return rates
+    for group in scheduler.optimizer.param_groups:
+        group["initial_lr"] = learning_rate
+    scheduler.last_epoch -= 1
+    scheduler.step()
+    return scheduler.get_last_lr()
 
 
 def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -188,15 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     from petct_pipeline.data.scan import scan_dataset
     from petct_pipeline.io import write_json
 
-    config = load_config(args.config)
+    loaded = load_config(args.config)
     stage_cls = get_stage(args.stage)
-    options: TrainingOptions = training_options(config, args.stage)
-    for name in ("max_train_steps", "checkpointing_steps", "validation_steps", "mixed_precision", "learning_rate",
-                 "lr_scheduler"):
-        if getattr(args, name) is not None:
-            setattr(options, name, getattr(args, name))
-    options.__post_init__()
-    seed = int(args.seed if args.seed is not None else config["seed"])
+    config, options = apply_overrides(loaded, training_options(loaded, args.stage), args)
+    seed = config.seed
     output_dir = args.output_dir.resolve()
     cache_root = (args.cache_dir or output_dir / "cache").resolve()
 
@@ -223,13 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(seed)  # identical initial weights on every rank
 
     stage = stage_cls(config, accelerator)
-    data_config = config["data"]
-    demographics_csv = args.demographics_csv or data_config.get("demographics_csv")
-    workers = args.preprocess_workers if args.preprocess_workers is not None else data_config["preprocess_workers"]
+    data = config.data
     with accelerator.main_process_first():  # rank 0 builds the cache, the others then find it up to date
-        scan = scan_dataset(args.data_dir, demographics_csv=demographics_csv, layout=data_config["layout"],
-                            verify=data_config["verify"])
-        dataset = stage.build_dataset(scan, cache_root, workers if accelerator.is_main_process else 0)
+        scan = scan_dataset(args.data_dir, demographics_csv=data.demographics_csv, layout=data.layout,
+                            verify=data.verify)
+        dataset = stage.build_dataset(scan, cache_root, data.preprocess_workers if accelerator.is_main_process else 0)
     if scan.skipped:
         logger.warning("%d studies skipped (listed in the cache index and train_log.json):\n%s",
                        len(scan.skipped), scan.summary_text())
@@ -294,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     sampler = StepBatchSampler(len(dataset), options.batch_size, world, accelerator.process_index, seed,
                                start=start_step * accumulation, stop=options.max_train_steps * accumulation)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=int(data_config["dataloader_num_workers"]),
+        dataset, batch_sampler=sampler, num_workers=data.dataloader_num_workers,
         pin_memory=accelerator.device.type == "cuda",
     )
     run: dict[str, Any] = {
@@ -422,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         stage_info = {
             "stage": args.stage,
             "components": list(stage.components),
-            "config_name": config["name"],
+            "config_name": config.name,
             "config_path": str(args.config),
             "seed": seed,
             "global_step": state.global_step,
@@ -454,8 +465,4 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError) as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(report_user_errors("train.py", main))

@@ -2,9 +2,10 @@
 
 A stage module defines a :class:`Stage` subclass and exposes it as ``STAGE``. The
 generic loop in train.py owns everything else (accelerate, optimiser, EMA, checkpoints,
-resume, logging); a stage only says what its data, model, loss, validation images and
-saved components are. Adding a stage (e.g. ``seg`` for an organ segmenter) means adding
-``training/stages/seg.py`` with ``STAGE = SegStage`` and a ``seg:`` section in the config.
+resume, logging); a stage only says what its options, data, model, loss, validation images
+and saved components are. Adding a stage (e.g. ``seg`` for an organ segmenter) means adding
+``training/stages/seg.py`` with ``STAGE = SegStage`` (and its options dataclass), and naming
+its config section in ``training.config.STAGE_SECTIONS``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from torch.utils.data import Dataset
 from petct_pipeline.data.cache import CacheIndex, build_cache
 from petct_pipeline.data.preprocess import PreprocessConfig
 from petct_pipeline.data.study import ScanResult
+from petct_pipeline.errors import InputError, InputTypeError
+
+from ..config import TrainConfig
+from ..options import from_mapping
+from ..stage_options import GridOptions
 
 __all__ = ["Stage", "get_stage", "available_stages", "build_scheduler", "EDM_SCHEDULERS"]
 
@@ -40,11 +46,11 @@ def get_stage(name: str) -> type[Stage]:
     """The Stage class of ``training/stages/<name>.py``; ValueError naming the available stages."""
     stages = available_stages()
     if not isinstance(name, str) or not _NAME.match(name) or name not in stages:
-        raise ValueError(f"stage must be one of {stages}, got {name!r}")
+        raise InputError(f"stage must be one of {stages}, got {name!r}")
     module = importlib.import_module(f"{__name__}.{name}")
     stage = getattr(module, "STAGE", None)
     if stage is None or not (isinstance(stage, type) and issubclass(stage, Stage)):
-        raise TypeError(f"training/stages/{name}.py must define STAGE = <a Stage subclass>")
+        raise InputTypeError(f"training/stages/{name}.py must define STAGE = <a Stage subclass>")
     return stage
 
 
@@ -55,35 +61,31 @@ def build_scheduler(spec: dict[str, Any] | None, where: str):
     spec = dict(spec or {})
     name = spec.pop("class", "EDMDPMSolverMultistepScheduler")
     if name not in EDM_SCHEDULERS:
-        raise ValueError(f"{where}.scheduler.class must be one of {EDM_SCHEDULERS}, got {name!r}")
+        raise InputError(f"{where}.scheduler.class must be one of {EDM_SCHEDULERS}, got {name!r}")
     cls = getattr(diffusers, name)
     import inspect
 
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}.scheduler for {name}; allowed: {sorted(allowed)}")
+        raise InputError(f"unknown key(s) {unknown} in {where}.scheduler for {name}; allowed: {sorted(allowed)}")
     return cls(**spec)
 
 
 class Stage(ABC):
-    """What differs between stages. ``self.section`` is the config section named like the stage."""
+    """What differs between stages. ``self.options`` is the stage's section as its ``options_type``."""
 
     name: ClassVar[str]
-    section_keys: ClassVar[tuple[str, ...]]
+    #: frozen dataclass of the ``<name>:`` section, every default in one place (built by training.options)
+    options_type: ClassVar[type]
     #: names of the saved component folders, for stage.json and export
     components: ClassVar[tuple[str, ...]]
     #: ``{attribute of the trainable module: component folder}`` that ``--init_weights`` loads
     pretrained_components: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, config: dict[str, Any], accelerator) -> None:
-        if self.name not in config or not isinstance(config[self.name], dict):
-            raise ValueError(f"config {config.get('_path', '')} has no '{self.name}:' section for --stage {self.name}")
-        from ..config import check_keys
-
+    def __init__(self, config: TrainConfig, accelerator) -> None:
         self.config = config
-        self.section = config[self.name]
-        check_keys(self.section, self.section_keys, self.name)
+        self.options = from_mapping(self.options_type, config.stage_section(self.name), self.name)
         self.accelerator = accelerator
         self.data_info: dict[str, Any] = {}
 
@@ -91,14 +93,11 @@ class Stage(ABC):
     def device(self) -> torch.device:
         return self.accelerator.device
 
-    def preprocess_config(self, grid: dict[str, Any]) -> PreprocessConfig:
-        """The cache configuration for a grid ``{spacing, shape}`` plus the shared ``data.preprocess`` options."""
-        from ..config import check_keys
+    def preprocess_config(self, grid: GridOptions) -> PreprocessConfig:
+        """The cache configuration for ``grid`` plus the shared ``data.preprocess`` options."""
+        return self.config.data.preprocess_config(grid)
 
-        check_keys(grid, ("spacing", "shape"), f"{self.name} grid")
-        return PreprocessConfig.from_mapping({**self.config["data"].get("preprocess", {}), **grid})
-
-    def cache(self, scan: ScanResult, cache_root: Path, grid: dict[str, Any], num_workers: int) -> CacheIndex:
+    def cache(self, scan: ScanResult, cache_root: Path, grid: GridOptions, num_workers: int) -> CacheIndex:
         index = build_cache(
             scan, cache_root, self.preprocess_config(grid), num_workers=num_workers,
             progress=self.accelerator.is_local_main_process,
@@ -126,7 +125,7 @@ class Stage(ABC):
         from ..pretrained import init_from_pretrained
 
         if not self.pretrained_components:
-            raise ValueError(f"--init_weights is not supported by stage {self.name!r}")
+            raise InputError(f"--init_weights is not supported by stage {self.name!r}")
         return init_from_pretrained(model, directory, self.pretrained_components)
 
     def enable_gradient_checkpointing(self, model: torch.nn.Module) -> None:

@@ -7,6 +7,8 @@ is also the unconditional one that classifier-free guidance needs at sampling.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,15 @@ from torch.utils.data import Dataset
 from petct_pipeline.data.cache import CacheIndex
 from petct_pipeline.data.study import ScanResult
 from petct_pipeline.demographics import Demographics
+from petct_pipeline.errors import InputError
 from petct_pipeline.intensity import from_model_space
 from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
 from petct_pipeline.models.denoiser import Stage1Denoiser, sample_with_scheduler
 
+from ..config import TrainConfig
 from ..edm import EDMLossConfig, edm_loss
+from ..options import check_number
+from ..stage_options import GridOptions, SamplingValidation, check_unet_kwargs
 from ..validation_images import save_validation_png
 from . import Stage, build_scheduler
 
@@ -30,6 +36,37 @@ DEFAULT_VALIDATION_SUBJECTS = (
     {"age": 60, "sex": "M", "weight": 85, "height": 178},
     {"age": 45, "sex": "F", "weight": 62, "height": 163},
 )
+
+
+@dataclass(frozen=True)
+class BaseValidation(SamplingValidation):
+    """``base.validation``: the subjects sampled for the validation images, and the guidance scale."""
+
+    subjects: tuple[dict[str, Any], ...] = DEFAULT_VALIDATION_SUBJECTS
+    guidance_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "guidance_scale", check_number(
+            self.guidance_scale, "base.validation.guidance_scale", "a finite number", math.isfinite))
+
+
+@dataclass(frozen=True)
+class BaseOptions:
+    """The ``base:`` section."""
+
+    grid: GridOptions = field(default_factory=GridOptions)
+    unet: dict[str, Any] = field(default_factory=dict)  # PETCTUNet3DModel kwargs but the stage-set ones
+    scheduler: dict[str, Any] = field(default_factory=dict)  # {class: an EDM scheduler, **its kwargs}
+    loss: EDMLossConfig = field(default_factory=EDMLossConfig)
+    cfg_dropout: float = 0.1  # fraction of rows trained with the null embedding (classifier-free guidance)
+    validation: BaseValidation = field(default_factory=BaseValidation)
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of `training` (config.training_options)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cfg_dropout", check_number(
+            self.cfg_dropout, "base.cfg_dropout", "a number in [0, 1)", lambda v: 0.0 <= v < 1.0))
+        check_unet_kwargs(self.unet, "base", "2 channels in/out, embedding from encoder")
 
 
 class BaseDenoiser(nn.Module):
@@ -76,19 +113,16 @@ def batch_demographics(batch: dict[str, Any]) -> list[Demographics]:
 
 class BaseStage(Stage):
     name = "base"
-    section_keys = ("grid", "unet", "scheduler", "loss", "cfg_dropout", "validation", "train")
+    options_type = BaseOptions
+    options: BaseOptions
     components = ("demographic_encoder", "unet", "scheduler")
     pretrained_components = {"encoder": "demographic_encoder", "unet": "unet"}
 
-    def __init__(self, config: dict[str, Any], accelerator) -> None:
+    def __init__(self, config: TrainConfig, accelerator) -> None:
         super().__init__(config, accelerator)
-        self.grid = dict(self.section.get("grid") or {})
-        self.scheduler = build_scheduler(self.section.get("scheduler"), self.name)
-        self.loss_config = EDMLossConfig.from_mapping(self.section.get("loss"))
-        dropout = self.section.get("cfg_dropout", 0.1)
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"base.cfg_dropout must be a number in [0, 1), got {dropout!r}")
-        self.cfg_dropout = float(dropout)
+        self.grid = self.options.grid
+        self.scheduler = build_scheduler(self.options.scheduler, self.name)
+        self.validation_subjects = [Demographics.from_mapping(s) for s in self.options.validation.subjects]
         self.preprocess_config(self.grid)  # validate early
 
     def build_dataset(self, scan: ScanResult, cache_root: Path, num_workers: int) -> Dataset:
@@ -96,18 +130,14 @@ class BaseStage(Stage):
         return CachedVolumes(self.index)
 
     def build_model(self) -> nn.Module:
-        encoder = DemographicEncoder(**self.config.get("encoder", {}))
-        unet_kwargs = dict(self.section.get("unet") or {})
-        for fixed in ("in_channels", "out_channels", "conditioning_channels", "embedding_dim"):
-            if fixed in unet_kwargs:
-                raise ValueError(f"base.unet.{fixed} is set by the stage (2 channels in/out, embedding from encoder)")
+        encoder = DemographicEncoder(**self.config.encoder)
         unet = PETCTUNet3DModel(
             in_channels=2, out_channels=2, conditioning_channels=0,
-            embedding_dim=encoder.config.embedding_dim, **unet_kwargs,
+            embedding_dim=encoder.config.embedding_dim, **self.options.unet,
         )
         shape = tuple(self.preprocess_config(self.grid).shape)
         if any(n % unet.spatial_multiple for n in shape):
-            raise ValueError(f"base.grid.shape {list(shape)} must be divisible by {unet.spatial_multiple} "
+            raise InputError(f"base.grid.shape {list(shape)} must be divisible by {unet.spatial_multiple} "
                              f"(2 ** (len(block_out_channels) - 1))")
         return BaseDenoiser(unet, encoder)
 
@@ -116,9 +146,9 @@ class BaseStage(Stage):
         encoder = self.accelerator.unwrap_model(model).encoder
         features = encoder.features(batch_demographics(batch)).to(self.device)
         drop = torch.rand(volume.shape[0], generator=generator, device=generator.device).to(self.device)
-        drop = drop < self.cfg_dropout
+        drop = drop < self.options.cfg_dropout
         loss, logs = edm_loss(
-            lambda x, c: model(x, c, features, drop), self.scheduler, volume, generator, self.loss_config
+            lambda x, c: model(x, c, features, drop), self.scheduler, volume, generator, self.options.loss
         )
         logs["dropped"] = float(drop.float().mean())
         return loss, logs
@@ -136,28 +166,26 @@ class BaseStage(Stage):
         return sample_with_scheduler(denoiser, condition, latents * scheduler.init_noise_sigma)
 
     def validate(self, model, step, out_dir):
-        options = dict(self.section.get("validation") or {})
-        subjects = [Demographics.from_mapping(s) for s in options.get("subjects", DEFAULT_VALIDATION_SUBJECTS)]
-        generator = torch.Generator().manual_seed(int(options.get("seed", 0)))
-        volumes = self.sample(model, subjects, int(options.get("num_inference_steps", 16)),
-                              float(options.get("guidance_scale", 1.0)), generator)
+        options = self.options.validation
+        subjects = self.validation_subjects
+        generator = torch.Generator().manual_seed(options.seed)
+        volumes = self.sample(model, subjects, options.num_inference_steps, options.guidance_scale, generator)
         rows = []
         for volume in volumes.cpu().numpy():
             ct, pet = from_model_space(volume[0], volume[1])
             rows.append((np.asarray(ct), np.asarray(pet)))
         titles = [f"step {step}: {s.sex} {s.age:g} y {s.weight:g} kg {s.height:g} cm" for s in subjects]
         return save_validation_png(out_dir / f"base_step_{step:07d}.png", rows, titles,
-                                   spacing=float(self.grid["spacing"]))
+                                   spacing=float(self.grid.spacing))
 
     def save_final(self, model: BaseDenoiser, out_dir: Path) -> dict[str, Any]:
         model.encoder.save_pretrained(out_dir / "demographic_encoder", safe_serialization=True)
         model.unet.save_pretrained(out_dir / "unet", safe_serialization=True)
         self.scheduler.save_pretrained(out_dir / "scheduler")
-        config = self.preprocess_config(self.grid)
         return {
-            "grid": {"spacing": config.spacing, "shape": list(config.shape)},
-            "cfg_dropout": self.cfg_dropout,
-            "loss": {"P_mean": self.loss_config.P_mean, "P_std": self.loss_config.P_std},
+            "grid": self.grid.to_dict(),
+            "cfg_dropout": self.options.cfg_dropout,
+            "loss": {"P_mean": self.options.loss.P_mean, "P_std": self.options.loss.P_std},
         }
 
 

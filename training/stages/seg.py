@@ -22,6 +22,7 @@ class ids, grid spacing and the held-out Dice), usable as ``--segmenter model:OU
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from torch.utils.data import Dataset
 from petct_pipeline.data.cache import CacheIndex
 from petct_pipeline.data.preprocess import PreprocessConfig
 from petct_pipeline.data.study import ScanResult
+from petct_pipeline.errors import InputError
 from petct_pipeline.evaluation.segmentation_model import (
     OrganSegmentationModel,
     class_ids_for,
@@ -42,9 +44,61 @@ from petct_pipeline.intensity import hu_to_model
 from petct_pipeline.io import write_json
 from petct_pipeline.organs import EVALUATION_ORGANS
 
+from ..config import TrainConfig
+from ..options import check_int, check_number
+from ..stage_options import GridOptions
 from . import Stage
 
 COMPONENT = "organ_segmenter"
+
+
+@dataclass(frozen=True)
+class SegLoss:
+    """``seg.loss``: cross-entropy + ``dice_weight`` x soft Dice."""
+
+    dice_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dice_weight", check_number(
+            self.dice_weight, "seg.loss.dice_weight", "a number >= 0", lambda v: v >= 0.0))
+
+
+@dataclass(frozen=True)
+class SegAugment:
+    """``seg.augment``: random translation by up to this many voxels (no flips: left and right matter)."""
+
+    max_shift_voxels: int = 3
+
+    def __post_init__(self) -> None:
+        check_int(self.max_shift_voxels, "seg.augment.max_shift_voxels", 0)
+
+
+@dataclass(frozen=True)
+class SegValidation:
+    """``seg.validation``: Dice per organ on held-out studies (none without ``data_dir``)."""
+
+    data_dir: str | None = None
+    max_studies: int = 8
+
+    def __post_init__(self) -> None:
+        check_int(self.max_studies, "seg.validation.max_studies", 1)
+
+
+@dataclass(frozen=True)
+class SegOptions:
+    """The ``seg:`` section."""
+
+    grid: GridOptions = field(default_factory=lambda: GridOptions(spacing=8.0, shape=(56, 56, 144)))
+    organs: tuple[str, ...] = tuple(EVALUATION_ORGANS)
+    unet: dict[str, Any] = field(default_factory=dict)  # OrganSegmentationModel.build kwargs
+    loss: SegLoss = field(default_factory=SegLoss)
+    augment: SegAugment = field(default_factory=SegAugment)
+    validation: SegValidation = field(default_factory=SegValidation)
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of `training` (config.training_options)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.organs, tuple) or not self.organs or not all(isinstance(o, str) for o in self.organs):
+            raise InputError(f"seg.organs must be a list of organ names, got {self.organs!r}")
 
 
 def _shift(array: np.ndarray, offsets: tuple[int, ...], fill: float) -> np.ndarray:
@@ -89,70 +143,55 @@ class CachedLabelledVolumes(Dataset):
 
 class SegStage(Stage):
     name = "seg"
-    section_keys = ("grid", "organs", "unet", "loss", "augment", "validation", "train")
+    options_type = SegOptions
+    options: SegOptions
     components = (COMPONENT,)
 
-    def __init__(self, config: dict[str, Any], accelerator) -> None:
+    def __init__(self, config: TrainConfig, accelerator) -> None:
         super().__init__(config, accelerator)
-        self.grid = dict(self.section.get("grid") or {"spacing": 8, "shape": [56, 56, 144]})
-        organs = self.section.get("organs") or list(EVALUATION_ORGANS)
-        if not isinstance(organs, list | tuple) or not all(isinstance(o, str) for o in organs):
-            raise ValueError(f"seg.organs must be a list of organ names, got {organs!r}")
-        self.organs = tuple(organs)
+        self.grid = self.options.grid
+        self.organs = self.options.organs
         self.label_ids = class_ids_for(self.organs)  # ValueError naming an unknown organ
-        loss = dict(self.section.get("loss") or {})
-        self._check(loss, ("dice_weight",), "seg.loss")
-        self.dice_weight = float(loss.get("dice_weight", 1.0))
-        augment = dict(self.section.get("augment") or {})
-        self._check(augment, ("max_shift_voxels",), "seg.augment")
-        self.max_shift = int(augment.get("max_shift_voxels", 3))
-        validation = dict(self.section.get("validation") or {})
-        self._check(validation, ("data_dir", "max_studies"), "seg.validation")
-        self.validation_dir = Path(validation["data_dir"]) if validation.get("data_dir") else None
-        self.validation_max = int(validation.get("max_studies", 8))
+        data_dir = self.options.validation.data_dir
+        self.validation_dir = Path(data_dir) if data_dir else None
         if self.validation_dir is not None and not self.validation_dir.is_dir():
             raise FileNotFoundError(f"seg.validation.data_dir {str(self.validation_dir)!r} does not exist")
         self.dice: dict[str, Any] | None = None
         self.preprocess_config(self.grid)  # validate early
 
-    @staticmethod
-    def _check(section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-        from ..config import check_keys
-
-        check_keys(section, allowed, where)
-
-    def preprocess_config(self, grid: dict[str, Any]) -> PreprocessConfig:
+    def preprocess_config(self, grid: GridOptions) -> PreprocessConfig:
         config = super().preprocess_config(grid)
         if not config.include_organs:  # the shared data.preprocess may switch organs off for the generator
-            config = PreprocessConfig.from_mapping({**config.to_dict(), "include_organs": True})
+            config = replace(config, include_organs=True)
         return config
 
     def build_dataset(self, scan: ScanResult, cache_root: Path, num_workers: int) -> Dataset:
         index = self.cache(scan, cache_root, self.grid, num_workers)
         positions = [i for i, entry in enumerate(index.entries) if entry.get("organs")]
         if not positions:
-            raise ValueError(
+            raise InputError(
                 "--stage seg needs organ label maps (organs.nii.gz beside the images, TotalSegmentator ids), but "
                 f"none of the {len(index)} cached studies has one; `petct phantom` writes them"
             )
         self.data_info["labelled_studies"] = len(positions)
-        lookup = OrganSegmentationModel.build(self.label_ids, float(self.grid["spacing"]),
+        lookup = OrganSegmentationModel.build(self.label_ids, float(self.grid.spacing),
                                               **self._unet_kwargs()).class_lookup()
-        return CachedLabelledVolumes(index, positions, lookup, self.max_shift)
+        return CachedLabelledVolumes(index, positions, lookup, self.options.augment.max_shift_voxels)
 
     def _unet_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(self.section.get("unet") or {})
+        """``seg.unet`` for OrganSegmentationModel.build (its tuple arguments as tuples)."""
+        kwargs = dict(self.options.unet)
         for key in ("block_out_channels", "attention_levels"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         return kwargs
 
     def build_model(self) -> torch.nn.Module:
-        wrapper = OrganSegmentationModel.build(self.label_ids, float(self.grid["spacing"]), **self._unet_kwargs())
+        wrapper = OrganSegmentationModel.build(self.label_ids, float(self.grid.spacing), **self._unet_kwargs())
         shape = tuple(self.preprocess_config(self.grid).shape)
         multiple = wrapper.unet.spatial_multiple
         if any(n % multiple for n in shape):
-            raise ValueError(f"seg.grid.shape {list(shape)} must be divisible by {multiple} "
+            raise InputError(f"seg.grid.shape {list(shape)} must be divisible by {multiple} "
                              "(2 ** (len(block_out_channels) - 1))")
         return wrapper.unet
 
@@ -160,16 +199,17 @@ class SegStage(Stage):
         volume = batch["volume"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
         logits = model(volume, 0.0).sample.float()
-        return segmentation_loss(logits, target, self.dice_weight)
+        return segmentation_loss(logits, target, self.options.loss.dice_weight)
 
     def _wrapper(self, model) -> OrganSegmentationModel:
-        return OrganSegmentationModel(model, self.label_ids, float(self.grid["spacing"]))
+        return OrganSegmentationModel(model, self.label_ids, float(self.grid.spacing))
 
     def validate(self, model, step: int, out_dir: Path) -> Path | None:
         """Dice per organ on the held-out studies (``seg.validation.data_dir``) at their native grid."""
         if self.validation_dir is None:
             return None
-        self.dice = held_out_dice(self._wrapper(model), self.validation_dir, self.organs, self.validation_max)
+        self.dice = held_out_dice(self._wrapper(model), self.validation_dir, self.organs,
+                                  self.options.validation.max_studies)
         path = out_dir / f"seg_dice_step_{step:07d}.json"
         write_json({"step": step, **self.dice}, path)
         return path
@@ -185,10 +225,9 @@ class SegStage(Stage):
             "dice_data_dir": str(self.validation_dir) if self.validation_dir else None,
         }
         wrapper.save_pretrained(out_dir / COMPONENT)
-        config = self.preprocess_config(self.grid)
         dice = wrapper.info["dice"]
         return {
-            "grid": {"spacing": config.spacing, "shape": list(config.shape)},
+            "grid": self.grid.to_dict(),
             "label_ids": list(self.label_ids),
             "dice": dice,
             "mean_dice": round(float(np.mean(finite)), 4) if (finite := [v for v in dice.values() if v is not None])

@@ -16,6 +16,7 @@ whole volume, and equals ``F.interpolate(...)[box]`` exactly.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,39 @@ from torch.utils.data import Dataset
 
 from petct_pipeline.data.cache import CacheIndex
 from petct_pipeline.data.study import ScanResult
+from petct_pipeline.errors import InputError
 from petct_pipeline.geometry import coordinate_grid
 from petct_pipeline.intensity import from_model_space
 from petct_pipeline.models import PETCTUNet3DModel
 
+from ..config import TrainConfig
 from ..edm import EDMLossConfig, edm_loss
+from ..options import check_number, from_mapping
+from ..stage_options import GridOptions, SamplingValidation, check_unet_kwargs
 from ..validation_images import save_validation_png
 from . import Stage, build_scheduler
 
 SIGMA_DATA_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class SROptions:
+    """The ``sr:`` section; its grid must be the base grid refined by an integer factor (same extent)."""
+
+    grid: GridOptions = field(default_factory=GridOptions)
+    patch_size: tuple[int, int, int] | None = None  # training patch in fine voxels; default: the whole grid
+    unet: dict[str, Any] = field(default_factory=dict)  # PETCTUNet3DModel kwargs but the stage-set ones
+    # {class: an EDM scheduler, **its kwargs}; sigma_data "auto" = the residual's standard deviation in the data
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    loss: EDMLossConfig = field(default_factory=EDMLossConfig)
+    noise_augmentation: float = 0.02  # = the exported pipeline's sr_noise_level
+    validation: SamplingValidation = field(default_factory=SamplingValidation)
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of `training` (config.training_options)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_augmentation", check_number(
+            self.noise_augmentation, "sr.noise_augmentation", "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0))
+        check_unet_kwargs(self.unet, "sr", "2 channels, 5 conditioning, no embedding")
 
 
 def upsample_box(low: np.ndarray, scale: int, start: tuple[int, int, int], size: tuple[int, int, int]) -> np.ndarray:
@@ -100,47 +125,43 @@ class PatchPairs(Dataset):
 
 class SRStage(Stage):
     name = "sr"
-    section_keys = ("grid", "patch_size", "unet", "scheduler", "loss", "noise_augmentation", "validation", "train")
+    options_type = SROptions
+    options: SROptions
     components = ("sr_unet", "sr_scheduler")
     pretrained_components = {"unet": "sr_unet"}
 
-    def __init__(self, config: dict[str, Any], accelerator) -> None:
+    def __init__(self, config: TrainConfig, accelerator) -> None:
         super().__init__(config, accelerator)
-        if "base" not in config or "grid" not in config["base"]:
-            raise ValueError("the sr stage needs base.grid in the config: its low-resolution input is the base grid")
-        self.grid = dict(self.section.get("grid") or {})
-        self.low_grid = dict(config["base"]["grid"])
+        if "grid" not in config.stages.get("base", {}):
+            raise InputError("the sr stage needs base.grid in the config: its low-resolution input is the base grid")
+        self.grid = self.options.grid
+        self.low_grid = from_mapping(GridOptions, config.stages["base"]["grid"], "base.grid")
         fine, low = self.preprocess_config(self.grid), self.preprocess_config(self.low_grid)
         ratio = low.spacing / fine.spacing
         if ratio < 1 or not float(ratio).is_integer():
-            raise ValueError(f"sr.grid.spacing ({fine.spacing:g} mm) must divide base.grid.spacing "
+            raise InputError(f"sr.grid.spacing ({fine.spacing:g} mm) must divide base.grid.spacing "
                              f"({low.spacing:g} mm) by an integer factor")
         self.scale = int(ratio)
         expected = tuple(n * self.scale for n in low.shape)
         if tuple(fine.shape) != expected:
-            raise ValueError(f"sr.grid.shape must be base.grid.shape x {self.scale} = {list(expected)} "
+            raise InputError(f"sr.grid.shape must be base.grid.shape x {self.scale} = {list(expected)} "
                              f"(same field of view), got {list(fine.shape)}")
-        patch = tuple(self.section.get("patch_size") or fine.shape)
+        patch = tuple(self.options.patch_size or fine.shape)
         if len(patch) != 3 or any(not isinstance(p, int) or not 1 <= p <= n for p, n in zip(patch, fine.shape)):
-            raise ValueError(f"sr.patch_size must be three integers within the grid {list(fine.shape)}, got {patch}")
+            raise InputError(f"sr.patch_size must be three integers within the grid {list(fine.shape)}, got {patch}")
         self.patch = patch
-        augment = self.section.get("noise_augmentation", 0.02)
-        if isinstance(augment, bool) or not isinstance(augment, int | float) or not 0.0 <= augment <= 1.0:
-            raise ValueError(f"sr.noise_augmentation must be a number in [0, 1], got {augment!r}")
-        self.noise_augmentation = float(augment)
-        self.scheduler_spec = dict(self.section.get("scheduler") or {})
+        self.scheduler_spec = dict(self.options.scheduler)
         self.sigma_data_auto = self.scheduler_spec.get("sigma_data") == "auto"
         if self.sigma_data_auto:
             self.scheduler_spec["sigma_data"] = 0.5  # replaced from the data in build_dataset
         self.scheduler = build_scheduler(self.scheduler_spec, self.name)
-        self.loss_config = EDMLossConfig.from_mapping(self.section.get("loss"))
 
     def build_dataset(self, scan: ScanResult, cache_root: Path, num_workers: int) -> Dataset:
         self.low_index = self.cache(scan, cache_root, self.low_grid, num_workers)
         self.fine_index = self.cache(scan, cache_root, self.grid, num_workers)
         dataset = PatchPairs(self.fine_index, self.low_index, self.scale, self.patch)
         if len(dataset) == 0:
-            raise ValueError("no study is in both the low- and the high-resolution cache")
+            raise InputError("no study is in both the low- and the high-resolution cache")
         if self.sigma_data_auto:
             self.scheduler_spec["sigma_data"] = self.residual_std(dataset)
             self.scheduler = build_scheduler(self.scheduler_spec, self.name)
@@ -160,13 +181,10 @@ class SRStage(Stage):
         return round(max(math.sqrt(squares / count), 1e-3), 4)
 
     def build_model(self) -> nn.Module:
-        kwargs = dict(self.section.get("unet") or {})
-        for fixed in ("in_channels", "out_channels", "conditioning_channels", "embedding_dim"):
-            if fixed in kwargs:
-                raise ValueError(f"sr.unet.{fixed} is set by the stage (2 channels, 5 conditioning, no embedding)")
-        unet = PETCTUNet3DModel(in_channels=2, out_channels=2, conditioning_channels=5, embedding_dim=0, **kwargs)
+        unet = PETCTUNet3DModel(in_channels=2, out_channels=2, conditioning_channels=5, embedding_dim=0,
+                                **self.options.unet)
         if any(p % unet.spatial_multiple for p in self.patch):
-            raise ValueError(f"sr.patch_size {list(self.patch)} must be divisible by {unet.spatial_multiple} "
+            raise InputError(f"sr.patch_size {list(self.patch)} must be divisible by {unet.spatial_multiple} "
                              "(2 ** (len(block_out_channels) - 1))")
         return SRDenoiser(unet)
 
@@ -175,14 +193,13 @@ class SRStage(Stage):
         upsampled = batch["upsampled"].to(self.device, non_blocking=True)
         coords = batch["coords"].to(self.device, non_blocking=True)
         noise = torch.randn(upsampled.shape, generator=generator, device=generator.device).to(self.device)
-        conditioning = torch.cat([upsampled + self.noise_augmentation * noise, coords], dim=1)
+        conditioning = torch.cat([upsampled + self.options.noise_augmentation * noise, coords], dim=1)
         residual = fine - upsampled
-        return edm_loss(lambda x, c: model(x, c, conditioning), self.scheduler, residual, generator, self.loss_config)
+        return edm_loss(lambda x, c: model(x, c, conditioning), self.scheduler, residual, generator, self.options.loss)
 
     @torch.no_grad()
     def validate(self, model, step, out_dir):
-        options = dict(self.section.get("validation") or {})
-        steps = int(options.get("num_inference_steps", 16))
+        options = self.options.validation
         fine = torch.from_numpy(self.fine_index.load_volume(0))[None].to(self.device)
         low = torch.from_numpy(self.low_index.load_volume(self.low_index.keys.index(self.fine_index.keys[0])))
         up = F.interpolate(low[None].to(self.device), scale_factor=self.scale, mode="trilinear", align_corners=False)
@@ -190,11 +207,11 @@ class SRStage(Stage):
         full = tuple(fine.shape[2:])
         z0 = full[2] - length
         coords = torch.from_numpy(coordinate_grid(full, (0, 0, z0), (full[0], full[1], length)))[None].to(self.device)
-        generator = torch.Generator().manual_seed(int(options.get("seed", 0)))
+        generator = torch.Generator().manual_seed(options.seed)
         condition_noise = torch.randn(up[..., z0:].shape, generator=generator).to(self.device)
-        conditioning = torch.cat([up[..., z0:] + self.noise_augmentation * condition_noise, coords], dim=1)
+        conditioning = torch.cat([up[..., z0:] + self.options.noise_augmentation * condition_noise, coords], dim=1)
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        scheduler.set_timesteps(steps, device=self.device)
+        scheduler.set_timesteps(options.num_inference_steps, device=self.device)
         residual = torch.randn(up[..., z0:].shape, generator=generator).to(self.device) * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             x = scheduler.scale_model_input(residual, t)
@@ -207,20 +224,19 @@ class SRStage(Stage):
             rows.append((np.asarray(ct), np.asarray(pet)))
         titles = [f"step {step}: upsampled input", "super-resolved", "real"]
         return save_validation_png(out_dir / f"sr_step_{step:07d}.png", rows, titles,
-                                   spacing=float(self.grid["spacing"]))
+                                   spacing=float(self.grid.spacing))
 
     def save_final(self, model: SRDenoiser, out_dir: Path) -> dict[str, Any]:
         model.unet.save_pretrained(out_dir / "sr_unet", safe_serialization=True)
         self.scheduler.save_pretrained(out_dir / "sr_scheduler")
-        fine = self.preprocess_config(self.grid)
         return {
-            "grid": {"spacing": fine.spacing, "shape": list(fine.shape)},
-            "base_grid": {"spacing": float(self.low_grid["spacing"]), "shape": list(self.low_grid["shape"])},
+            "grid": self.grid.to_dict(),
+            "base_grid": self.low_grid.to_dict(),
             "scale": self.scale,
             "patch_size": list(self.patch),
-            "noise_augmentation": self.noise_augmentation,
+            "noise_augmentation": self.options.noise_augmentation,
             "sigma_data": float(self.scheduler.config.sigma_data),
-            "loss": {"P_mean": self.loss_config.P_mean, "P_std": self.loss_config.P_std},
+            "loss": {"P_mean": self.options.loss.P_mean, "P_std": self.options.loss.P_std},
         }
 
 
