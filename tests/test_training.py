@@ -106,6 +106,7 @@ def _common(workspace, stage: str, out: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_two_ranks_resume_sr_export_generate(workspace):
     base = workspace["root"] / "base"
     first = _launch_two_ranks(*_common(workspace, "base", base))
