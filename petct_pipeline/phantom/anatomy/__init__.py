@@ -12,7 +12,7 @@ Frame: arrays (x, y, z) in RAS+ (x toward the patient's right, y anterior), z in
 superior with the vertex at the top slice. Positions along the body are height fractions
 (depth below the vertex / standing height), after Drillis & Contini 1966.
 
-Modules: tissue (classes), grid (field of view, shape), canvas (label volumes, noise, volume
+Modules: tissue (classes), grid (spacing, shape), canvas (label volumes, noise, volume
 fill), shapes (implicit functions), painter (organ rows, tubes, bones), body (build per
 slice), outline (skin, fat, muscle), skeleton (spine, ribs, arms), head_neck, thorax,
 vessels, abdomen, pelvis, build (the driver).
@@ -20,7 +20,7 @@ vessels, abdomen, pelvis, build (the driver).
 
 from .body import body_fat_fraction, lean_body_mass_kg
 from .build import Anatomy, build_anatomy
-from .grid import SCAN_EXTENT_FRACTION, grid_shape
+from .grid import SCAN_EXTENT_FRACTION, SPACING_RANGE_MM, check_spacing, grid_shape
 from .tissue import Tissue
 
 __all__ = [
@@ -28,7 +28,9 @@ __all__ = [
     "Anatomy",
     "build_anatomy",
     "grid_shape",
+    "check_spacing",
     "SCAN_EXTENT_FRACTION",
+    "SPACING_RANGE_MM",
     "lean_body_mass_kg",
     "body_fat_fraction",
 ]
