@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import get_args
 
 import nibabel as nib
 import numpy as np
@@ -22,7 +23,12 @@ from petct_pipeline.phantom import (
     sample_population,
     write_population,
 )
-from petct_pipeline.phantom.anatomy import Tissue
+from petct_pipeline.phantom.anatomy import Tissue, check_spacing
+from petct_pipeline.phantom.anatomy.abdomen import ABDOMINAL_ORGANS
+from petct_pipeline.phantom.anatomy.head_neck import THYROID_LOBES
+from petct_pipeline.phantom.anatomy.painter import FrameName
+from petct_pipeline.phantom.anatomy.pelvis import PELVIC_ORGANS
+from petct_pipeline.phantom.anatomy.thorax import HEART
 from petct_pipeline.phantom.organ_sizes import sample_organ_volumes
 from petct_pipeline.phantom.uptake import sample_uptake
 
@@ -167,6 +173,39 @@ def test_generation_is_deterministic_and_vertex_is_at_the_top():
     liver_x = np.nonzero(organ_mask(a.organs, "liver"))[0].mean()
     spleen_x = np.nonzero(organ_mask(a.organs, "spleen"))[0].mean()
     assert liver_x > spleen_x  # RAS+: the liver is on the patient's right (+x)
+
+
+def test_organ_rows_are_valid_and_paint_their_sampled_volumes():
+    rows = (*THYROID_LOBES, HEART, *ABDOMINAL_ORGANS, *PELVIC_ORGANS)
+    assert len({(row.organ, row.centre) for row in rows}) == len(rows)
+    short = set()
+    for d in (REF_M, REF_F):
+        subject = generate_phantom(d, seed=3, spacing=4.0)
+        sampled, painted = subject.truth["sampled_volumes_ml"], subject.truth["painted_volumes_ml"]
+        for row in rows:
+            assert row.organ in LABEL_IDS and row.frame in get_args(FrameName)
+            if row.sex not in (None, d.sex):
+                assert row.organ not in painted
+                continue
+            assert organ_mask(subject.organs, row.organ).any(), row.organ
+            expected = sampled[row.volume_key or row.organ] * row.volume_share
+            if row.records_volume and painted[row.organ] != pytest.approx(expected, rel=0.05):
+                short.add(row.organ)
+    # known: the gallbladder row has a fixed 14 x 14 x 35 mm shape beside the liver and gets only
+    # 10-50 % of its sampled volume; when that is fixed, drop it here
+    assert short == {"gallbladder"}
+
+
+def test_check_spacing_is_the_one_spacing_rule(tmp_path):
+    assert check_spacing(np.int64(3)) == 3.0 and isinstance(check_spacing(2), float)
+    with pytest.raises(ValueError, match=r"spacing=0.5 is out of range: allowed range \[1, 12\] mm"):
+        check_spacing(0.5)
+    for bad in ("2", True, None):
+        with pytest.raises(TypeError, match="spacing must be a number"):
+            check_spacing(bad)
+    with pytest.raises(ValueError, match="spacing=20"):
+        write_population([REF_M], tmp_path / "out", spacing=20)
+    assert not (tmp_path / "out").exists()
 
 
 def test_write_population_autopet_layout(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 from ..demographics import Demographics
 from ..geometry import ras_affine
 from ..organs import EVALUATION_ORGANS, organ_mask
-from .anatomy import build_anatomy
+from .anatomy import build_anatomy, check_spacing
 from .lesions import add_lesions, sample_diagnosis
 from .organ_sizes import aorta_radius_mm, sample_organ_volumes
 from .population import Acquisition, sample_acquisition
@@ -44,15 +44,6 @@ class PhantomSubject:
         return Acquisition(self.injected_dose_bq, self.uptake_time_s)
 
 
-def _check_spacing(spacing: Any) -> float:
-    if isinstance(spacing, bool) or not isinstance(spacing, int | float | np.floating | np.integer):
-        raise TypeError(f"spacing must be a number of mm, got {spacing!r}")
-    spacing = float(spacing)
-    if not 1.0 <= spacing <= 12.0:
-        raise ValueError(f"spacing={spacing:g} is out of range: allowed range [1, 12] mm")
-    return spacing
-
-
 def generate_phantom(
     demographics: Demographics,
     seed: int,
@@ -73,7 +64,7 @@ def generate_phantom(
         raise TypeError(f"demographics must be a Demographics, got {type(demographics).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    spacing = _check_spacing(spacing)
+    spacing = check_spacing(spacing)
     started = time.perf_counter()
     d = demographics
     rng = np.random.default_rng([int(seed), 0x9E7C])

@@ -34,6 +34,7 @@ from ..data.suv import F18_HALF_LIFE_S
 from ..demographics import Demographics
 from ..io import atomic_path, save_nifti, writable_dir, write_json
 from ..organs import LABEL_IDS
+from .anatomy import check_spacing
 from .subject import PhantomSubject, generate_phantom
 
 __all__ = [
@@ -263,9 +264,7 @@ def write_population(
         entries.append((d, int(subject_seed)))
     if not entries:
         raise ValueError("no subjects to write: the population is empty")
-    from .subject import _check_spacing
-
-    spacing = _check_spacing(spacing)
+    spacing = check_spacing(spacing)
     out = writable_dir(out_dir, what="--out")
     jobs = [
         (
