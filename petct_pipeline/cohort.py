@@ -3,8 +3,9 @@
 Shared by ``petct phantom --cohort`` and ``petct generate --cohort`` so that a phantom
 "twin" can be made for every generated subject. Columns (header required, any order,
 case-insensitive): ``age`` (years), ``sex`` (M/F or male/female), ``weight`` (kg),
-``height`` (cm), optional ``seed`` (integer) and ``id`` (any text; default ``row<N>``).
-A bad row raises ``ValueError`` naming the file, the line and the field.
+``height`` (cm), optional ``seed`` (integer in [0, 2**63 - 1]) and ``id`` (default ``row<N>``;
+it names the subject's output folder, so it must be one plain folder name: no path separators,
+no ``..``, not absolute). A bad row raises ``InputError`` naming the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from .demographics import Demographics
 from .errors import InputError
+from .seeds import MAX_SEED, check_seed
 
-__all__ = ["CohortRow", "read_cohort", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
+__all__ = ["CohortRow", "read_cohort", "check_subject_id", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
 
 REQUIRED_COLUMNS = ("age", "sex", "weight", "height")
 OPTIONAL_COLUMNS = ("seed", "id")
@@ -39,10 +41,32 @@ def _parse_seed(text: str, where: str) -> int | None:
     try:
         value = float(text)
     except ValueError:
-        raise InputError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}") from None
-    if not value.is_integer() or value < 0:
-        raise InputError(f"{where}: field 'seed' must be a non-negative integer, got {text!r}")
-    return int(value)
+        raise InputError(f"{where}: field 'seed' must be an integer in [0, {MAX_SEED}], got {text!r}") from None
+    if not value.is_integer():
+        raise InputError(f"{where}: field 'seed' must be an integer in [0, {MAX_SEED}], got {text!r}")
+    try:
+        return check_seed(int(text) if text.lstrip("+-").isdigit() else int(value), "field 'seed'")
+    except InputError as error:
+        raise InputError(f"{where}: {error}") from None
+
+
+#: characters that would make an id escape or confuse its output folder (path separators, NUL, controls)
+_FORBIDDEN_ID_CHARACTERS = set('/\\\0:*?"<>|') | {chr(code) for code in range(32)}
+
+
+def check_subject_id(subject_id: str, where: str = "id") -> str:
+    """``subject_id`` if it is one plain folder name, else ``InputError`` naming ``where``.
+
+    Ids become output folders (``OUT/<id>/``): a separator, ``..``, an absolute path or a
+    leading dot would write outside ``OUT`` or hide the folder, so they are refused.
+    """
+    bad = sorted({repr(c) for c in subject_id if c in _FORBIDDEN_ID_CHARACTERS})
+    if not subject_id or subject_id.startswith(".") or bad or subject_id != subject_id.strip() or len(subject_id) > 200:
+        reason = (f"characters {', '.join(bad)} are not allowed" if bad else
+                  "it must not be empty, start with '.', carry surrounding spaces or exceed 200 characters")
+        raise InputError(f"{where}: id {subject_id!r} is not a plain folder name ({reason}); use letters, digits, "
+                         "'-', '_' and '.' inside the name")
+    return subject_id
 
 
 def read_cohort(path: str | os.PathLike) -> list[CohortRow]:
@@ -84,7 +108,7 @@ def read_cohort(path: str | os.PathLike) -> list[CohortRow]:
                 field = next((name for name in REQUIRED_COLUMNS if str(error).startswith(name)), "value")
                 raise InputError(f"{where}: field {field!r}: {error}") from None
             seed = _parse_seed(values.get("seed", ""), where) if "seed" in values else None
-            subject_id = values.get("id", "") or f"row{len(rows) + 1}"
+            subject_id = check_subject_id(values.get("id", "") or f"row{len(rows) + 1}", f"{where}: field 'id'")
             if subject_id in seen:
                 raise InputError(f"{where}: field 'id': duplicate id {subject_id!r}")
             seen.add(subject_id)

@@ -105,6 +105,17 @@ class Demographics:
         return {**asdict(self), "bmi": round(self.bmi, 3), "bsa": round(self.bsa, 4)}
 
     @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Demographics:
+        """Build from a dict of exactly the fields, validated as the constructor validates them (no parsing)."""
+        fields = ("age", "sex", "weight", "height")
+        unknown = sorted(str(key) for key in values if key not in fields)
+        missing = [key for key in fields if key not in values]
+        if unknown or missing:
+            problem = f"unknown field(s) {unknown}" if unknown else f"missing field(s) {missing}"
+            raise InputError(f"demographics: {problem}; allowed: age, sex, weight, height")
+        return cls(**{key: values[key] for key in fields})
+
+    @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> Demographics:
         """Build from a dict/CSV row with keys age, sex, weight, height (strings are parsed as numbers)."""
         missing = [key for key in ("age", "sex", "weight", "height") if key not in row or row[key] in ("", None)]

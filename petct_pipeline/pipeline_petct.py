@@ -35,6 +35,7 @@ from .model_files import check_pipeline_folder, looks_like_path
 from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
 from .models.denoiser import KnownVoxels, Stage1Denoiser, sample_with_scheduler
 from .pipeline_output import PETCTPipelineOutput
+from .seeds import check_generator
 from .step_callback import CALLBACK_TENSOR_INPUTS, StepCallback
 from .zchunks import blend_weights, plan_z_chunks
 
@@ -180,7 +181,7 @@ class PETCTPipeline(DiffusionPipeline):
             raise InputTypeError(
                 f"demographics must be a Demographics, a dict or a non-empty list of them, got {demographics!r}"
             )
-        return [Demographics.from_mapping(d) if isinstance(d, dict) else _checked_demographics(d) for d in items]
+        return [Demographics.from_dict(d) if isinstance(d, dict) else _checked_demographics(d) for d in items]
 
     def check_inputs(
         self,
@@ -206,8 +207,7 @@ class PETCTPipeline(DiffusionPipeline):
         self.check_chunking(sr_chunk_size, sr_chunk_overlap)
         if output_type not in ("np", "pt"):
             raise InputError(f"output_type must be 'np' or 'pt', got {output_type!r}")
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise InputError(f"got {len(generator)} generators for a batch of {batch_size} demographics")
+        check_generator(generator, batch_size)
 
     def check_chunking(self, chunk_size: int, chunk_overlap: int) -> None:
         """The SR z-chunks must be whole multiples of the SR UNet's downsampling and overlap less than a chunk."""
@@ -265,10 +265,17 @@ class PETCTPipeline(DiffusionPipeline):
                           prior_scale)
         step_callback = StepCallback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         generators = generator if isinstance(generator, list) else [generator] * len(subjects)
+        shared = not isinstance(generator, list) and len(subjects) > 1  # one generator drawn by every subject
 
-        # 2. Stage 1: low-resolution CT+PET of every subject from the demographics
-        low_res = self.sample_base(subjects, num_inference_steps, guidance_scale, prior_scale, generator,
-                                   step_callback=step_callback)
+        # 2. Stage 1: low-resolution CT+PET of every subject from the demographics; with one generator per
+        #    subject, one run per subject, so a batch writes the same bytes as the single calls
+        if isinstance(generator, list):
+            low_res = torch.cat([self.sample_base([subject], num_inference_steps, guidance_scale, prior_scale,
+                                                  subject_generator, step_callback=step_callback)
+                                 for subject, subject_generator in zip(subjects, generator)])
+        else:
+            low_res = self.sample_base(subjects, num_inference_steps, guidance_scale, prior_scale, generator,
+                                       step_callback=step_callback)
 
         # 3. Stage 2, one subject at a time: super-resolve, back-project onto stage 1, HU and SUV
         outputs_ct, outputs_pet, affines, metadata = [], [], [], []
@@ -284,7 +291,7 @@ class PETCTPipeline(DiffusionPipeline):
             affines.append(affine)
             metadata.append(self.sampling_record(generators[index], num_inference_steps, sr_num_inference_steps,
                                                  guidance_scale, sr_noise_level, back_projection_iterations,
-                                                 prior_scale))
+                                                 prior_scale, batch=(index, len(subjects)) if shared else None))
 
         # 4. Offload and return
         self.maybe_free_model_hooks()
@@ -486,16 +493,22 @@ class PETCTPipeline(DiffusionPipeline):
         sr_noise_level: float,
         back_projection_iterations: int,
         prior_scale: float,
+        batch: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
-        """What reproduces one subject: generator, version, model and revision, and the sampling settings."""
+        """What reproduces one subject: generator, version, model and revision, and the sampling settings.
+
+        ``batch`` = (index, size) when one generator was shared by a batch: the subject is then reproduced
+        only by the same batch, so ``seed`` is None and ``batch_seed``/``batch_index``/``batch_size`` say how.
+        """
         name_or_path = str(self.config.get("_name_or_path", "") or "")
         commit = _COMMIT_IN_PATH.search(name_or_path)
-        return {
+        seed = generator.initial_seed() if isinstance(generator, torch.Generator) else None
+        record = {
             "generator": "petct-diffusion",
             "version": __version__,
             "model": getattr(self, "_petct_model_id", None) or name_or_path or None,
             "revision": getattr(self, "_petct_revision", None) or (commit.group(1) if commit else None),
-            "seed": generator.initial_seed() if isinstance(generator, torch.Generator) else None,
+            "seed": seed if batch is None else None,
             "num_inference_steps": steps,
             "sr_num_inference_steps": sr_steps,
             "guidance_scale": guidance_scale,
@@ -505,6 +518,9 @@ class PETCTPipeline(DiffusionPipeline):
             "scheduler": type(self.scheduler).__name__,
             "sr_scheduler": type(self.sr_scheduler).__name__,
         }
+        if batch is not None:
+            record.update(batch_seed=seed, batch_index=batch[0], batch_size=batch[1])
+        return record
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> PETCTPipeline:

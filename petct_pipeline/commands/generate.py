@@ -10,8 +10,10 @@ from pathlib import Path
 
 from ..checkpoints import default_model
 from ..demographics import Demographics
+from ..devices import resolve_device
 from ..errors import InputError
 from ..io import writable_dir
+from ..seeds import MAX_SEED, check_seed
 from . import SubParsers
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument("--weight", type=float, help="weight in kg")
     parser.add_argument("--height", type=float, help="height in cm")
     parser.add_argument("--cohort", type=Path, help="CSV with columns age,sex,weight,height[,seed,id]")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (cohort: base seed for rows without one)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help=f"random seed in [0, {MAX_SEED}] (cohort: base seed for rows without one)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--model", default=None, help="pipeline folder or hub repo id (default: shipped weights)")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 sampling steps")
@@ -58,10 +61,9 @@ def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int]]:
         from ..cohort import read_cohort
 
         rows = read_cohort(args.cohort)
-        return [
-            (row.id, row.demographics, row.seed if row.seed is not None else args.seed + index)
-            for index, row in enumerate(rows)
-        ]
+        seeds = [row.seed if row.seed is not None else check_seed(args.seed + index, "--seed + row index")
+                 for index, row in enumerate(rows)]
+        return [(row.id, row.demographics, seed) for row, seed in zip(rows, seeds)]
     missing = [f"--{name}" for name, v in zip(("age", "sex", "weight", "height"), single) if v is None]
     if missing:
         raise InputError(f"missing {', '.join(missing)} (or give --cohort FILE.csv)")
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..pipeline_petct import PETCTPipeline, validate_sampling_arguments
 
+    check_seed(args.seed, "--seed")
     subjects = _subjects(args)  # validate every row before any expensive work
     call_kwargs = _call_kwargs(args)
     validate_sampling_arguments(
@@ -101,10 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         diffusers_logging.disable_progress_bar()
     model = args.model or default_model()
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise InputError(f"--device {args.device!r} is not a torch device (e.g. cpu, cuda, cuda:0)") from None
+    device = resolve_device(args.device)
     pipe = PETCTPipeline.from_pretrained(model).to(device)
     # sampling progress on an interactive terminal (or with -v); quiet in pipes and logs
     pipe.set_progress_bar_config(disable=not (args.verbose or sys.stderr.isatty()), leave=False)

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from ..errors import InputError
+from ..seeds import check_seed
 from . import SubParsers
 
 __all__ = ["register", "run"]
@@ -53,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
     modes = sum([args.n is not None, args.cohort is not None, any(v is not None for v in single)])
     if modes != 1:
         raise InputError("give exactly one of --n N, --cohort FILE.csv, or --age/--sex/--weight/--height")
-    if args.seed is None or args.seed < 0:
-        raise InputError(f"--seed={args.seed} is out of range: must be a non-negative integer")
+    check_seed(args.seed, "--seed")
     if args.workers < 1:
         raise InputError(f"--workers={args.workers} is out of range: must be >= 1")
     if not 1.0 <= args.spacing <= 12.0:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..demographics import Demographics
+from ..errors import InputError
 
 __all__ = [
     "ICRP89_MASS_G",
@@ -131,7 +132,7 @@ def _age_factor(organ: str, age: float) -> float:
 def expected_volume_ml(organ: str, d: Demographics) -> float:
     """Mean organ volume (mL) for these demographics (no inter-subject variability)."""
     if organ not in ICRP89_MASS_G:
-        raise ValueError(f"unknown sized organ {organ!r}; known: {', '.join(SIZED_ORGANS)}")
+        raise InputError(f"unknown sized organ {organ!r}; known: {', '.join(SIZED_ORGANS)}")
     ref = REFERENCE_ADULT[d.sex]
     ratio = _size_model(organ, d) / _size_model(organ, ref)
     age = _age_factor(organ, d.age) / _age_factor(organ, ref.age)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.suv import F18_HALF_LIFE_S, decay_factor
 from ..demographics import Demographics
+from ..errors import InputError, InputTypeError
 
 __all__ = [
     "AUTOPET_COHORT",
@@ -87,9 +88,9 @@ def _sample_one(rng: np.random.Generator) -> Demographics:
 def sample_population(n: int, seed: int) -> list[Demographics]:
     """``n`` demographic tuples drawn like the AutoPET cohort; deterministic per ``seed``."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise TypeError(f"n must be an integer number of subjects, got {n!r}")
+        raise InputTypeError(f"n must be an integer number of subjects, got {n!r}")
     if n < 1:
-        raise ValueError(f"n={n} is out of range: the number of subjects must be >= 1")
+        raise InputError(f"n={n} is out of range: the number of subjects must be >= 1")
     rng = np.random.default_rng([int(seed), 0xC0407])
     return [_sample_one(rng) for _ in range(int(n))]
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..demographics import Demographics
+from ..errors import InputError, InputTypeError
 from ..geometry import ras_affine
 from ..organs import EVALUATION_ORGANS, organ_mask
 from .anatomy import build_anatomy, check_spacing
@@ -61,9 +62,9 @@ def generate_phantom(
     FDG-avid lesions of a cancer drawn with AutoPET's proportions (or ``diagnosis``).
     """
     if not isinstance(demographics, Demographics):
-        raise TypeError(f"demographics must be a Demographics, got {type(demographics).__name__}")
+        raise InputTypeError(f"demographics must be a Demographics, got {type(demographics).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     spacing = check_spacing(spacing)
     started = time.perf_counter()
     d = demographics

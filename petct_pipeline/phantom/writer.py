@@ -32,6 +32,7 @@ import numpy as np
 
 from ..data.suv import F18_HALF_LIFE_S
 from ..demographics import Demographics
+from ..errors import InputError, InputTypeError
 from ..io import atomic_path, save_nifti, writable_dir, write_json
 from ..organs import LABEL_IDS
 from .anatomy import check_spacing
@@ -251,19 +252,19 @@ def write_population(
     and gets a cancer diagnosis with AutoPET's proportions. Returns the study folders.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers!r} is out of range: must be an integer >= 1")
+        raise InputError(f"workers={workers!r} is out of range: must be an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     entries: list[tuple[Demographics, int]] = []
     for index, item in enumerate(subjects):
         d, subject_seed = item if isinstance(item, tuple) else (item, None)
         if not isinstance(d, Demographics):
-            raise TypeError(f"subjects[{index}] must be Demographics, got {type(d).__name__}")
+            raise InputTypeError(f"subjects[{index}] must be Demographics, got {type(d).__name__}")
         if subject_seed is None:
             subject_seed = int(np.random.SeedSequence([int(seed), index]).generate_state(1)[0])
         entries.append((d, int(subject_seed)))
     if not entries:
-        raise ValueError("no subjects to write: the population is empty")
+        raise InputError("no subjects to write: the population is empty")
     spacing = check_spacing(spacing)
     out = writable_dir(out_dir, what="--out")
     jobs = [

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...demographics import Demographics
+from ...errors import InputError
 from ..organ_sizes import REFERENCE_ADULT
 from .canvas import Canvas
 from .painter import Frame, FrameName
@@ -94,7 +95,7 @@ class BodyProfile:
             return Frame(self.half_width_at(level), 0.0, self.half_depth_at(level))
         if name == "abdominal_cavity":
             return Frame(self.cavity_half_width(level), 0.0, self.cavity_half_depth(level))
-        raise ValueError(f"unknown body frame {name!r}; known: spine, trunk, abdominal_cavity")
+        raise InputError(f"unknown body frame {name!r}; known: spine, trunk, abdominal_cavity")
 
     def cavity_half_width(self, fraction: float) -> float:
         """Half-width of the abdominal cavity (inside the wall muscles) at a height fraction."""

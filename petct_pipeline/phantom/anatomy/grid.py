@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...demographics import Demographics
+from ...errors import InputError, InputTypeError
 from ...geometry import body_slices
 
 __all__ = ["FOV_XY_MM", "LEFT", "RIGHT", "SCAN_EXTENT_FRACTION", "SPACING_RANGE_MM", "check_spacing", "grid_shape"]
@@ -34,11 +35,11 @@ def check_spacing(spacing: Any) -> float:
     writer can refuse a bad ``--spacing`` before it simulates anyone.
     """
     if isinstance(spacing, bool) or not isinstance(spacing, int | float | np.floating | np.integer):
-        raise TypeError(f"spacing must be a number of mm, got {spacing!r}")
+        raise InputTypeError(f"spacing must be a number of mm, got {spacing!r}")
     spacing = float(spacing)
     low, high = SPACING_RANGE_MM
     if not low <= spacing <= high:
-        raise ValueError(f"spacing={spacing:g} is out of range: allowed range [{low:g}, {high:g}] mm")
+        raise InputError(f"spacing={spacing:g} is out of range: allowed range [{low:g}, {high:g}] mm")
     return spacing
 
 
@@ -50,5 +51,5 @@ def grid_shape(demographics: Demographics, spacing: float, fov: str = "whole_bod
     elif fov == "model":
         slices = body_slices(demographics.height, spacing)
     else:
-        raise ValueError(f"fov must be 'whole_body' or 'model', got {fov!r}")
+        raise InputError(f"fov must be 'whole_body' or 'model', got {fov!r}")
     return side, side, slices
