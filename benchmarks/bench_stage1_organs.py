@@ -60,8 +60,7 @@ from bench_quality import TARGETS  # noqa: E402
 from petct_pipeline import PETCTPipeline  # noqa: E402
 from petct_pipeline.demographics import Demographics  # noqa: E402
 from petct_pipeline.evaluation.metrics import measure_organs  # noqa: E402
-from petct_pipeline.evaluation.report import spread_ratio  # noqa: E402
-from petct_pipeline.evaluation.statistics import compare  # noqa: E402
+from petct_pipeline.evaluation.statistics import compare, spread_ratio  # noqa: E402
 from petct_pipeline.evaluation.subgroups import SubgroupScheme  # noqa: E402
 from petct_pipeline.geometry import ras_affine  # noqa: E402
 from petct_pipeline.organs import EVALUATION_ORGANS  # noqa: E402

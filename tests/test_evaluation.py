@@ -31,9 +31,15 @@ from petct_pipeline.evaluation import (
     suv_peak,
 )
 from petct_pipeline.evaluation.image_checks import mean_pairwise_distance, thumbnail
-from petct_pipeline.evaluation.report import spread_ratio
 from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter
-from petct_pipeline.evaluation.statistics import cliffs_delta, cohens_d, compare, compare_coefficients, fit_ols
+from petct_pipeline.evaluation.statistics import (
+    cliffs_delta,
+    cohens_d,
+    compare,
+    compare_coefficients,
+    fit_ols,
+    spread_ratio,
+)
 from petct_pipeline.geometry import ras_affine
 from petct_pipeline.io import load_nifti, save_nifti, write_json
 from petct_pipeline.organs import EVALUATION_ORGANS, LABEL_IDS

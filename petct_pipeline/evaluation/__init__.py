@@ -21,7 +21,7 @@ from .segmenters import (
     TotalSegmentatorSegmenter,
     make_segmenter,
 )
-from .statistics import TREND_MODELS, anova, cliffs_delta, cohens_d, compare, describe, fit_ols
+from .statistics import TREND_MODELS, anova, cliffs_delta, cohens_d, compare, describe, fit_ols, spread_ratio
 from .subgroups import SubgroupScheme
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "cliffs_delta",
     "fit_ols",
     "TREND_MODELS",
+    "spread_ratio",
     "Segmenter",
     "LabelsSegmenter",
     "TotalSegmentatorSegmenter",

@@ -43,10 +43,10 @@ from .image_checks import HU_EDGES, SUV_EDGES, histogram_distance, mean_pairwise
 from .inputs import EvaluationInput, discover_inputs
 from .metrics import BODY, BODY_METRICS, METRICS
 from .segmenters import Segmenter, make_segmenter
-from .statistics import TREND_MODELS, anova, compare, compare_coefficients, fit_ols
+from .statistics import TREND_MODELS, anova, compare, compare_coefficients, fit_ols, spread_ratio
 from .subgroups import SubgroupScheme
 
-__all__ = ["SUMMARY_COLUMNS", "SUBJECT_COLUMNS", "EvaluationResult", "evaluate", "compare_cohorts", "spread_ratio"]
+__all__ = ["SUMMARY_COLUMNS", "SUBJECT_COLUMNS", "EvaluationResult", "evaluate", "compare_cohorts"]
 
 logger = logging.getLogger(__name__)
 
@@ -468,14 +468,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def spread_ratio(row: dict[str, Any]) -> float:
-    """Generated SD / reference SD of one summary row; NaN when the reference does not vary or is missing."""
-    generated, reference = row.get("generated_std"), row.get("reference_std")
-    if generated is None or reference is None or not (math.isfinite(generated) and math.isfinite(reference)):
-        return math.nan
-    return generated / reference if reference > 0 else math.nan
 
 
 def _spread_cells(row: dict[str, Any] | None) -> list[str]:
