@@ -8,9 +8,10 @@ The command line is ``petct evaluate`` (see ``petct_pipeline/commands/evaluate.p
 """
 
 from .cohort import CohortMeasurement, SubjectMeasurement, measure_cohort, measure_subject
+from .comparison import SUMMARY_COLUMNS, EvaluationResult, compare_cohorts
 from .inputs import EvaluationInput, SubjectInput, SubjectVolumes, discover_inputs, load_subject
 from .metrics import BODY, BODY_METRICS, METRICS, body_mask, body_metrics, measure_organs, sphere_kernel, suv_peak
-from .report import SUMMARY_COLUMNS, EvaluationResult, compare_cohorts, evaluate
+from .report import evaluate
 from .segmentation_model import OrganSegmentationModel, class_ids_for, dice_scores
 from .segmenters import (
     SEGMENTER_SPECS,
