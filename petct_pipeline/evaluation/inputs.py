@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..data.preprocess import resample
+from ..data.scan import scan_dataset
 from ..data.study import StudyRecord
 from ..data.suv import activity_to_suv
 from ..demographics import Demographics
@@ -217,8 +218,6 @@ def _demographics(mapping: Any, where: str) -> Demographics:
 
 
 def _discover_dataset(root: Path, role: str) -> EvaluationInput:
-    from ..data.scan import scan_dataset
-
     scan = scan_dataset(root)
     subjects = [_from_study_record(record, role) for record in scan.studies]
     skipped = tuple((item.path, item.reason) for item in scan.skipped)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import signal
 
+from ..data.preprocess import body_mask as coarse_body_mask
 from ..geometry import spacing_from_affine
 from ..organs import EVALUATION_ORGANS, organ_mask
 
@@ -127,8 +128,6 @@ def measure_organs(ct: np.ndarray, suv: np.ndarray, labels: np.ndarray, spacing:
 
 def body_mask(ct: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """The preprocessing's body mask (CT > -500 HU, table removed, holes filled) on the CT grid itself."""
-    from ..data.preprocess import body_mask as coarse_body_mask
-
     spacing = spacing_from_affine(affine)
     try:
         coarse, coarse_affine = coarse_body_mask(ct, affine)
