@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from petct_pipeline.evaluation import LabelsSegmenter, OrganSegmentationModel, discover_inputs, evaluate, load_subject
-from petct_pipeline.evaluation.segmentation_model import held_out_dice
+from petct_pipeline.evaluation import LabelsSegmenter, ModelSegmenter, discover_inputs, evaluate, load_subject
 from petct_pipeline.io import load_nifti, read_json, save_nifti, write_json
+from petct_pipeline.models import OrganSegmentationModel
 from petct_pipeline.organs import EVALUATION_ORGANS
 from petct_pipeline.phantom import sample_population, write_population
+from training.seg_validation import dice_scores, held_out_dice
 
 REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "checkpoints" / "petct-phantom-seg"
 #: thresholds asserted for the tiny run (measured values are ~0.1-0.2 higher; see the module docstring)
 DICE_THRESHOLDS = {"liver": 0.6, "brain": 0.6, "lungs": 0.5, "heart": 0.5}
 TINY_CONFIG = {
@@ -80,6 +83,22 @@ def test_labels_segmenter_is_exact_on_phantoms(phantoms):
     for organ in EVALUATION_ORGANS:
         expected = np.mean([t[organ] for t in truth_volumes])
         assert result.row("all", organ, "volume_ml")["reference_mean"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_shipped_model_segmenter_segments_phantoms_on_their_own_grid(phantoms):
+    segmenter = ModelSegmenter(SHIPPED)
+    subject = discover_inputs(phantoms["held_out"]).subjects[0]
+    volumes = load_subject(subject)
+    labels = segmenter.segment(subject, volumes)
+    assert labels.shape == volumes.shape and labels.dtype == np.int16
+    truth = LabelsSegmenter().segment(subject, volumes)
+    assert dice_scores(labels, truth, ("liver", "brain"))["liver"] > 0.6
+    # a worker gets the path and loads the model again; a model in memory travels with its segmenter
+    reloaded = pickle.loads(pickle.dumps(segmenter))
+    assert reloaded._model is None and np.array_equal(reloaded.segment(subject, volumes), labels)
+    in_memory = pickle.loads(pickle.dumps(ModelSegmenter(OrganSegmentationModel.from_pretrained(SHIPPED))))
+    assert np.array_equal(in_memory.predict(volumes.ct, volumes.suv, volumes.affine), labels)
+    assert segmenter.describe().startswith(f"model:{SHIPPED} (PETCTUNet3DModel at 16 mm, 12 classes); held-out Dice")
 
 
 @pytest.mark.slow

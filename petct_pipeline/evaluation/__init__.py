@@ -12,7 +12,6 @@ from .comparison import SUMMARY_COLUMNS, EvaluationResult, compare_cohorts
 from .inputs import EvaluationInput, SubjectInput, SubjectVolumes, discover_inputs, load_subject
 from .metrics import BODY, BODY_METRICS, METRICS, body_mask, body_metrics, measure_organs, sphere_kernel, suv_peak
 from .report import evaluate
-from .segmentation_model import OrganSegmentationModel, class_ids_for, dice_scores
 from .segmenters import (
     SEGMENTER_SPECS,
     LabelsSegmenter,
@@ -63,7 +62,4 @@ __all__ = [
     "SegmenterUnavailableError",
     "SEGMENTER_SPECS",
     "make_segmenter",
-    "OrganSegmentationModel",
-    "class_ids_for",
-    "dice_scores",
 ]

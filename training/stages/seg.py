@@ -3,9 +3,9 @@
 Trained on any data with organ label maps (``organs.nii.gz`` beside the images, e.g. the
 ``petct phantom`` population) through the shared cache, which resamples labels by nearest
 neighbour onto the stage grid. The network is ``PETCTUNet3DModel`` (2 inputs, one output
-per class, no demographic input), wrapped by
-:class:`petct_pipeline.evaluation.segmentation_model.OrganSegmentationModel`; the loss is
-cross-entropy + soft Dice. Config section::
+per class, no demographic input), wrapped by :class:`petct_pipeline.models.OrganSegmentationModel`;
+the loss is cross-entropy + soft Dice (``training/seg_loss.py``), validated by the Dice per organ on
+held-out studies (``training/seg_validation.py``). Config section::
 
     seg:
       grid: {spacing: 8, shape: [56, 56, 144]}    # z covers vertex to thighs (1152 mm)
@@ -30,19 +30,19 @@ import torch
 from torch.utils.data import Dataset
 
 from petct_pipeline.data.cache import CacheIndex
-from petct_pipeline.data.preprocess import PreprocessConfig
+from petct_pipeline.data.preprocess import AIR_HU, PreprocessConfig
 from petct_pipeline.data.study import ScanResult
-from petct_pipeline.evaluation.segmentation_model import (
-    OrganSegmentationModel,
-    class_ids_for,
-    held_out_dice,
-    segmentation_loss,
-)
 from petct_pipeline.intensity import hu_to_model
 from petct_pipeline.io import write_json
+from petct_pipeline.models import OrganSegmentationModel, class_ids_for
 from petct_pipeline.organs import EVALUATION_ORGANS
 
+from ..config import check_keys
+from ..seg_loss import segmentation_loss
+from ..seg_validation import held_out_dice
 from . import Stage
+
+__all__ = ["COMPONENT", "CachedLabelledVolumes", "SegStage", "STAGE"]
 
 COMPONENT = "organ_segmenter"
 
@@ -66,7 +66,7 @@ class CachedLabelledVolumes(Dataset):
         self.positions = positions
         self.lookup = lookup
         self.max_shift = int(max_shift)
-        self.air = float(hu_to_model(np.float32(-1000.0)))
+        self.air = float(hu_to_model(np.float32(AIR_HU)))
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -101,25 +101,19 @@ class SegStage(Stage):
         self.organs = tuple(organs)
         self.label_ids = class_ids_for(self.organs)  # ValueError naming an unknown organ
         loss = dict(self.section.get("loss") or {})
-        self._check(loss, ("dice_weight",), "seg.loss")
+        check_keys(loss, ("dice_weight",), "seg.loss")
         self.dice_weight = float(loss.get("dice_weight", 1.0))
         augment = dict(self.section.get("augment") or {})
-        self._check(augment, ("max_shift_voxels",), "seg.augment")
+        check_keys(augment, ("max_shift_voxels",), "seg.augment")
         self.max_shift = int(augment.get("max_shift_voxels", 3))
         validation = dict(self.section.get("validation") or {})
-        self._check(validation, ("data_dir", "max_studies"), "seg.validation")
+        check_keys(validation, ("data_dir", "max_studies"), "seg.validation")
         self.validation_dir = Path(validation["data_dir"]) if validation.get("data_dir") else None
         self.validation_max = int(validation.get("max_studies", 8))
         if self.validation_dir is not None and not self.validation_dir.is_dir():
             raise FileNotFoundError(f"seg.validation.data_dir {str(self.validation_dir)!r} does not exist")
         self.dice: dict[str, Any] | None = None
         self.preprocess_config(self.grid)  # validate early
-
-    @staticmethod
-    def _check(section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-        from ..config import check_keys
-
-        check_keys(section, allowed, where)
 
     def preprocess_config(self, grid: dict[str, Any]) -> PreprocessConfig:
         config = super().preprocess_config(grid)
