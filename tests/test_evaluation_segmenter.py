@@ -1,4 +1,5 @@
-"""Segmenters on phantoms: ``labels`` is exact; ``model:PATH`` trained by ``train.py --stage seg`` reaches its Dice.
+"""Segmenters (evaluation/segmenters.py): ``labels`` is exact; TotalSegmentator says what it lacks; the shipped
+``model:PATH`` segments phantoms; one trained by ``train.py --stage seg`` reaches its Dice.
 
 The tiny run: 10 phantoms at 12 mm cached on a 16 mm grid (28 x 28 x 72), a three-level UNet
 with 8/16/32 channels, 100 steps of batch 2 on the CPU (43 s on 2 cores). Measured held-out
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from petct_pipeline.evaluation import LabelsSegmenter, ModelSegmenter, discover_inputs, evaluate, load_subject
+from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter
 from petct_pipeline.io import load_nifti, read_json, save_nifti, write_json
 from petct_pipeline.models import OrganSegmentationModel
 from petct_pipeline.organs import EVALUATION_ORGANS
@@ -68,6 +70,25 @@ def trained_model(phantoms) -> Path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+def test_labels_segmenter_is_exact(reference_dir):
+    cohort = discover_inputs(reference_dir)
+    subject = cohort.subjects[0]
+    volumes = load_subject(subject)
+    labels = LabelsSegmenter().segment(subject, volumes)
+    truth, _ = load_nifti(subject.labels, dtype=np.int16)
+    assert np.array_equal(labels, truth)
+
+
+def test_totalsegmentator_without_package_or_weights_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights"))
+    segmenter = TotalSegmentatorSegmenter()
+    problem = segmenter.availability_problem()
+    assert problem is not None
+    assert "pip install TotalSegmentator" in problem or "totalseg_download_weights -t total" in problem
+    with pytest.raises(SegmenterUnavailableError):
+        segmenter.check(None, "generated")
 
 
 def test_labels_segmenter_is_exact_on_phantoms(phantoms):
