@@ -4,13 +4,16 @@
     result = evaluate("generated/", "phantoms/", out="report/", segmenter="labels")
     result.row("all", "liver", "suv_mean")["deviation_pct"]
 
-The command line is ``petct evaluate`` (see ``petct_pipeline/commands/evaluate.py``).
+The command line is ``petct evaluate`` (see ``petct_pipeline/commands/evaluate.py``). The steps
+``evaluate`` runs are public too: ``discover_inputs`` -> ``measure_cohort`` -> ``compare_cohorts``
+(tables in memory); writing and rendering are in ``writers`` and ``markdown``. Exported here is
+what a user calls or receives; helpers (e.g. ``metrics.sphere_kernel``) stay in their modules.
 """
 
-from .cohort import CohortMeasurement, SubjectMeasurement, measure_cohort, measure_subject
+from .cohort import CohortMeasurement, SubjectMeasurement, measure_cohort
 from .comparison import SUMMARY_COLUMNS, EvaluationResult, compare_cohorts
 from .inputs import EvaluationInput, SubjectInput, SubjectVolumes, discover_inputs, load_subject
-from .metrics import BODY, BODY_METRICS, METRICS, body_mask, body_metrics, measure_organs, sphere_kernel, suv_peak
+from .metrics import BODY, BODY_METRICS, METRICS, body_metrics, measure_organs, suv_peak
 from .report import evaluate
 from .segmenters import (
     SEGMENTER_SPECS,
@@ -25,36 +28,38 @@ from .statistics import TREND_MODELS, anova, cliffs_delta, cohens_d, compare, de
 from .subgroups import SubgroupScheme
 
 __all__ = [
+    # the whole evaluation
     "evaluate",
-    "compare_cohorts",
     "EvaluationResult",
     "SUMMARY_COLUMNS",
+    # its steps
     "discover_inputs",
     "load_subject",
     "EvaluationInput",
     "SubjectInput",
     "SubjectVolumes",
     "measure_cohort",
-    "measure_subject",
     "CohortMeasurement",
     "SubjectMeasurement",
+    "compare_cohorts",
+    # what is measured
     "METRICS",
     "BODY_METRICS",
     "BODY",
     "measure_organs",
-    "body_mask",
     "body_metrics",
-    "sphere_kernel",
     "suv_peak",
+    # how the cohorts are compared
     "SubgroupScheme",
     "describe",
     "compare",
+    "spread_ratio",
     "anova",
     "cohens_d",
     "cliffs_delta",
     "fit_ols",
     "TREND_MODELS",
-    "spread_ratio",
+    # segmenters
     "Segmenter",
     "LabelsSegmenter",
     "TotalSegmentatorSegmenter",
