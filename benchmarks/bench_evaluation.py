@@ -43,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from petct_pipeline.evaluation import evaluate
-    from petct_pipeline.evaluation.segmentation_model import OrganSegmentationModel, held_out_dice
+    from petct_pipeline.models import OrganSegmentationModel
     from petct_pipeline.organs import EVALUATION_ORGANS
     from petct_pipeline.phantom import sample_population, write_population
+    from training.seg_validation import held_out_dice
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_evaluation_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,7 @@ from bench_quality import TARGETS  # noqa: E402
 from petct_pipeline import PETCTPipeline  # noqa: E402
 from petct_pipeline.demographics import Demographics  # noqa: E402
 from petct_pipeline.evaluation.metrics import measure_organs  # noqa: E402
-from petct_pipeline.evaluation.report import spread_ratio  # noqa: E402
-from petct_pipeline.evaluation.statistics import compare  # noqa: E402
+from petct_pipeline.evaluation.statistics import compare, spread_ratio  # noqa: E402
 from petct_pipeline.evaluation.subgroups import SubgroupScheme  # noqa: E402
 from petct_pipeline.geometry import ras_affine  # noqa: E402
 from petct_pipeline.organs import EVALUATION_ORGANS  # noqa: E402
@@ -71,9 +70,9 @@ SCHEME = SubgroupScheme(families=("sex_age",))
 
 def organ_measure(segmenter_path: Path, organs: tuple[str, ...] = EVALUATION_ORGANS) -> Measure:
     """Segment one stage-1-grid volume with the organ segmenter and measure the target metrics per organ."""
-    from petct_pipeline.evaluation.segmentation_model import OrganSegmentationModel
+    from petct_pipeline.evaluation.segmenters import ModelSegmenter
 
-    model = OrganSegmentationModel.from_pretrained(segmenter_path)
+    model = ModelSegmenter(segmenter_path)
 
     def measure(ct_hu: np.ndarray, suv: np.ndarray, spacing_mm: float) -> dict[str, dict[str, float]]:
         spacing = (spacing_mm,) * 3

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny randomly initialised pipeline (the diffusers habit) and offline hub."""
+"""Shared fixtures: a tiny randomly initialised pipeline (the diffusers habit), offline hub, evaluation cohorts."""
 
 from __future__ import annotations
 
@@ -24,3 +24,22 @@ def tiny_pipeline_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_pipeline")
     make_tiny_pipeline().save_pretrained(path)
     return path
+
+
+# ------------------------------------------------------------------ evaluation cohorts (tests/evaluation_cohorts.py)
+
+
+@pytest.fixture(scope="session")
+def reference_dir(tmp_path_factory):
+    """The tiny AutoPET-layout reference cohort, shared by the evaluation test files."""
+    from evaluation_cohorts import write_autopet  # imported on use, like the pipeline above: the env is set first
+
+    return write_autopet(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="session")
+def self_report(tmp_path_factory, reference_dir):
+    """``evaluate`` of the reference against itself (labels segmenter, with plots)."""
+    from petct_pipeline.evaluation import evaluate  # heavy (torch): only for the tests that use it
+
+    return evaluate(reference_dir, reference_dir, out=tmp_path_factory.mktemp("self_report"), segmenter="labels")

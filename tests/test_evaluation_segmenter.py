@@ -1,4 +1,5 @@
-"""Segmenters on phantoms: ``labels`` is exact; ``model:PATH`` trained by ``train.py --stage seg`` reaches its Dice.
+"""Segmenters (evaluation/segmenters.py): ``labels`` is exact; TotalSegmentator says what it lacks; the shipped
+``model:PATH`` segments phantoms; one trained by ``train.py --stage seg`` reaches its Dice.
 
 The tiny run: 10 phantoms at 12 mm cached on a 16 mm grid (28 x 28 x 72), a three-level UNet
 with 8/16/32 channels, 100 steps of batch 2 on the CPU (43 s on 2 cores). Measured held-out
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +22,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from petct_pipeline.evaluation import LabelsSegmenter, OrganSegmentationModel, discover_inputs, evaluate, load_subject
-from petct_pipeline.evaluation.segmentation_model import held_out_dice
+from petct_pipeline.evaluation import LabelsSegmenter, ModelSegmenter, discover_inputs, evaluate, load_subject
+from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter
 from petct_pipeline.io import load_nifti, read_json, save_nifti, write_json
+from petct_pipeline.models import OrganSegmentationModel
 from petct_pipeline.organs import EVALUATION_ORGANS
 from petct_pipeline.phantom import sample_population, write_population
+from training.seg_validation import dice_scores, held_out_dice
 
 REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "checkpoints" / "petct-phantom-seg"
 #: thresholds asserted for the tiny run (measured values are ~0.1-0.2 higher; see the module docstring)
 DICE_THRESHOLDS = {"liver": 0.6, "brain": 0.6, "lungs": 0.5, "heart": 0.5}
 TINY_CONFIG = {
@@ -67,6 +72,25 @@ def trained_model(phantoms) -> Path:
     return out
 
 
+def test_labels_segmenter_is_exact(reference_dir):
+    cohort = discover_inputs(reference_dir)
+    subject = cohort.subjects[0]
+    volumes = load_subject(subject)
+    labels = LabelsSegmenter().segment(subject, volumes)
+    truth, _ = load_nifti(subject.labels, dtype=np.int16)
+    assert np.array_equal(labels, truth)
+
+
+def test_totalsegmentator_without_package_or_weights_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOTALSEG_WEIGHTS_PATH", str(tmp_path / "weights"))
+    segmenter = TotalSegmentatorSegmenter()
+    problem = segmenter.availability_problem()
+    assert problem is not None
+    assert "pip install TotalSegmentator" in problem or "totalseg_download_weights -t total" in problem
+    with pytest.raises(SegmenterUnavailableError):
+        segmenter.check(None, "generated")
+
+
 def test_labels_segmenter_is_exact_on_phantoms(phantoms):
     cohort = discover_inputs(phantoms["held_out"], "reference")
     assert cohort.layout == "autopet" and cohort.has_labels
@@ -80,6 +104,23 @@ def test_labels_segmenter_is_exact_on_phantoms(phantoms):
     for organ in EVALUATION_ORGANS:
         expected = np.mean([t[organ] for t in truth_volumes])
         assert result.row("all", organ, "volume_ml")["reference_mean"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_shipped_model_segmenter_segments_phantoms_on_their_own_grid(phantoms):
+    segmenter = ModelSegmenter(SHIPPED)
+    subject = discover_inputs(phantoms["held_out"]).subjects[0]
+    volumes = load_subject(subject)
+    labels = segmenter.segment(subject, volumes)
+    assert labels.shape == volumes.shape and labels.dtype == np.int16
+    truth = LabelsSegmenter().segment(subject, volumes)
+    assert dice_scores(labels, truth, ("liver", "brain"))["liver"] > 0.6
+    # a worker gets the path and loads the model again; a model in memory travels with its segmenter
+    pickled = pickle.dumps(segmenter)
+    assert len(pickled) < 10_000  # the path, not the weights
+    assert np.array_equal(pickle.loads(pickled).segment(subject, volumes), labels)
+    in_memory = pickle.loads(pickle.dumps(ModelSegmenter(OrganSegmentationModel.from_pretrained(SHIPPED))))
+    assert np.array_equal(in_memory.predict(volumes.ct, volumes.suv, volumes.affine), labels)
+    assert segmenter.describe().startswith(f"model:{SHIPPED} (PETCTUNet3DModel at 16 mm, 12 classes); held-out Dice")
 
 
 @pytest.mark.slow

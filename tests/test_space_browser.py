@@ -121,7 +121,7 @@ def space_server(tmp_path_factory):
 def _save_tiny_segmenter(path: Path) -> bool:
     """Save a tiny random ``model:PATH`` organ segmenter; False when the evaluation module is absent."""
     try:
-        from petct_pipeline.evaluation.segmentation_model import OrganSegmentationModel, class_ids_for
+        from petct_pipeline.models import OrganSegmentationModel, class_ids_for
     except ImportError:
         return False
     model = OrganSegmentationModel.build(

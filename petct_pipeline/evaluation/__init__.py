@@ -4,14 +4,17 @@
     result = evaluate("generated/", "phantoms/", out="report/", segmenter="labels")
     result.row("all", "liver", "suv_mean")["deviation_pct"]
 
-The command line is ``petct evaluate`` (see ``petct_pipeline/commands/evaluate.py``).
+The command line is ``petct evaluate`` (see ``petct_pipeline/commands/evaluate.py``). The steps
+``evaluate`` runs are public too: ``discover_inputs`` -> ``measure_cohort`` -> ``compare_cohorts``
+(tables in memory); writing and rendering are in ``writers`` and ``markdown``. Exported here is
+what a user calls or receives; helpers (e.g. ``metrics.sphere_kernel``) stay in their modules.
 """
 
-from .cohort import CohortMeasurement, SubjectMeasurement, measure_cohort, measure_subject
+from .cohort import CohortMeasurement, SubjectMeasurement, measure_cohort
+from .comparison import SUMMARY_COLUMNS, EvaluationResult, compare_cohorts
 from .inputs import EvaluationInput, SubjectInput, SubjectVolumes, discover_inputs, load_subject
-from .metrics import BODY, BODY_METRICS, METRICS, body_mask, body_metrics, measure_organs, sphere_kernel, suv_peak
-from .report import SUMMARY_COLUMNS, EvaluationResult, compare_cohorts, evaluate
-from .segmentation_model import OrganSegmentationModel, class_ids_for, dice_scores
+from .metrics import BODY, BODY_METRICS, METRICS, body_metrics, measure_organs, suv_peak
+from .report import evaluate
 from .segmenters import (
     SEGMENTER_SPECS,
     LabelsSegmenter,
@@ -21,39 +24,42 @@ from .segmenters import (
     TotalSegmentatorSegmenter,
     make_segmenter,
 )
-from .statistics import TREND_MODELS, anova, cliffs_delta, cohens_d, compare, describe, fit_ols
+from .statistics import TREND_MODELS, anova, cliffs_delta, cohens_d, compare, describe, fit_ols, spread_ratio
 from .subgroups import SubgroupScheme
 
 __all__ = [
+    # the whole evaluation
     "evaluate",
-    "compare_cohorts",
     "EvaluationResult",
     "SUMMARY_COLUMNS",
+    # its steps
     "discover_inputs",
     "load_subject",
     "EvaluationInput",
     "SubjectInput",
     "SubjectVolumes",
     "measure_cohort",
-    "measure_subject",
     "CohortMeasurement",
     "SubjectMeasurement",
+    "compare_cohorts",
+    # what is measured
     "METRICS",
     "BODY_METRICS",
     "BODY",
     "measure_organs",
-    "body_mask",
     "body_metrics",
-    "sphere_kernel",
     "suv_peak",
+    # how the cohorts are compared
     "SubgroupScheme",
     "describe",
     "compare",
+    "spread_ratio",
     "anova",
     "cohens_d",
     "cliffs_delta",
     "fit_ols",
     "TREND_MODELS",
+    # segmenters
     "Segmenter",
     "LabelsSegmenter",
     "TotalSegmentatorSegmenter",
@@ -61,7 +67,4 @@ __all__ = [
     "SegmenterUnavailableError",
     "SEGMENTER_SPECS",
     "make_segmenter",
-    "OrganSegmentationModel",
-    "class_ids_for",
-    "dice_scores",
 ]

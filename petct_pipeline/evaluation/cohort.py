@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from ..organs import EVALUATION_ORGANS
 from .image_checks import intensity_histograms, thumbnail
 from .inputs import EvaluationInput, SubjectInput, load_subject
@@ -62,7 +63,7 @@ def measure_subject(subject: SubjectInput, segmenter: Segmenter, organs: Sequenc
     volumes = load_subject(subject)
     labels = segmenter.segment(subject, volumes)
     if labels.shape != volumes.shape:
-        raise ValueError(f"segmenter {segmenter.spec} returned a label map of shape {labels.shape} for subject "
+        raise InputError(f"segmenter {segmenter.spec} returned a label map of shape {labels.shape} for subject "
                          f"{subject.key}, whose PET has shape {volumes.shape}")
     spacing = volumes.spacing
     results = measure_organs(volumes.ct, volumes.suv, labels, spacing, organs)
@@ -94,7 +95,7 @@ def measure_cohort(cohort: EvaluationInput, segmenter: Segmenter, role: str,
                    thumbnails: Collection[str] = ()) -> CohortMeasurement:
     """Measure every subject of ``cohort``; ``thumbnails``: subject keys whose thumbnails to keep."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
     from tqdm.auto import tqdm
 
     started = time.perf_counter()

@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from ..data.preprocess import resample
+from ..data.scan import scan_dataset
 from ..data.study import StudyRecord
 from ..data.suv import activity_to_suv
 from ..demographics import Demographics
+from ..errors import InputError
 from ..geometry import spacing_from_affine
 from ..io import load_nifti, read_json
 
@@ -140,14 +142,14 @@ def discover_inputs(directory: str | os.PathLike, role: str = "input") -> Evalua
         try:
             result = _discover_dataset(root, role)
         except (ValueError, NotADirectoryError) as error:
-            raise ValueError(
+            raise InputError(
                 f"{role} folder {str(root)!r} holds neither a generated cohort (<id>/{GENERATED_CT}, "
                 f"<id>/{GENERATED_PET}, <id>/{GENERATED_METADATA}) nor a readable AutoPET/nnU-Net dataset "
                 f"({error})"
             ) from None
     if not result.subjects:
         reasons = "; ".join(f"{path}: {why}" for path, why in result.skipped[:5])
-        raise ValueError(f"{role} folder {str(root)!r} ({result.layout} layout) has no usable subject" + (
+        raise InputError(f"{role} folder {str(root)!r} ({result.layout} layout) has no usable subject" + (
             f" (skipped: {reasons})" if reasons else ""))
     for path, why in result.skipped:
         logger.warning("%s: skipped %s: %s", role, path, why)
@@ -209,16 +211,14 @@ def _discover_generated(root: Path, role: str) -> EvaluationInput:
 
 def _demographics(mapping: Any, where: str) -> Demographics:
     if not isinstance(mapping, dict):
-        raise ValueError(f"{where} is missing: expected an object with age, sex, weight (kg), height (cm)")
+        raise InputError(f"{where} is missing: expected an object with age, sex, weight (kg), height (cm)")
     try:
         return Demographics.from_mapping(mapping)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: {error}") from None
+        raise InputError(f"{where}: {error}") from None
 
 
 def _discover_dataset(root: Path, role: str) -> EvaluationInput:
-    from ..data.scan import scan_dataset
-
     scan = scan_dataset(root)
     subjects = [_from_study_record(record, role) for record in scan.studies]
     skipped = tuple((item.path, item.reason) for item in scan.skipped)
@@ -252,7 +252,7 @@ def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
 
 
 def load_subject(subject: SubjectInput) -> SubjectVolumes:
-    """CT (HU) and SUV of one subject on the PET grid; mismatched grids raise ValueError naming the files."""
+    """CT (HU) and SUV of one subject on the PET grid; mismatched grids raise InputError naming the files."""
     for path in (subject.ct, subject.pet):
         if not Path(path).is_file():
             raise FileNotFoundError(f"subject {subject.key}: file {str(path)!r} does not exist")
@@ -260,12 +260,12 @@ def load_subject(subject: SubjectInput) -> SubjectVolumes:
     ct, ct_affine = _load3d(subject.ct, subject.key)
     if not subject.pet_is_suv:
         if subject.injected_dose_bq is None or subject.uptake_time_s is None:
-            raise ValueError(f"subject {subject.key}: PET {str(subject.pet)!r} is in Bq/mL and there is no "
+            raise InputError(f"subject {subject.key}: PET {str(subject.pet)!r} is in Bq/mL and there is no "
                              "injected_dose_bq/uptake_time_s to convert it to SUV")
         pet = activity_to_suv(pet, subject.injected_dose_bq, subject.uptake_time_s, subject.demographics.weight)
     if not same_grid(ct.shape, ct_affine, pet.shape, affine):
         if subject.ct_on_pet_grid:
-            raise ValueError(
+            raise InputError(
                 f"subject {subject.key}: CT {str(subject.ct)!r} (shape {ct.shape}) and PET {str(subject.pet)!r} "
                 f"(shape {pet.shape}) are not on the same grid (shape and affine must match)"
             )
@@ -286,5 +286,5 @@ def _load3d(path: Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     if array.ndim == 4 and array.shape[3] == 1:
         array = array[..., 0]
     if array.ndim != 3:
-        raise ValueError(f"subject {key}: {str(path)!r} must be a 3D volume, got shape {array.shape}")
+        raise InputError(f"subject {key}: {str(path)!r} must be a 3D volume, got shape {array.shape}")
     return np.array(array, dtype=np.float32), affine

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import signal
 
+from ..data.preprocess import body_mask as coarse_body_mask
+from ..errors import InputError
 from ..geometry import spacing_from_affine
 from ..organs import EVALUATION_ORGANS, organ_mask
 
@@ -55,7 +57,7 @@ _SUPERSAMPLE = 7
 def sphere_kernel(spacing: Sequence[float], volume_ml: float = SUV_PEAK_ML) -> np.ndarray:
     """Weights (fraction of each voxel inside a sphere of ``volume_ml`` centred on the middle voxel)."""
     if volume_ml <= 0:
-        raise ValueError(f"volume_ml must be > 0, got {volume_ml!r}")
+        raise InputError(f"volume_ml must be > 0, got {volume_ml!r}")
     radius = (3.0 * volume_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)  # mm; 1 mL -> 6.20 mm
     axes = []
     for s in spacing:
@@ -120,15 +122,13 @@ def measure_organs(ct: np.ndarray, suv: np.ndarray, labels: np.ndarray, spacing:
                    organs: Sequence[str] = EVALUATION_ORGANS) -> dict[str, dict[str, float]]:
     """Organ name -> :func:`organ_metrics`, for TotalSegmentator-id ``labels`` on the CT/SUV grid."""
     if labels.shape != suv.shape or ct.shape != suv.shape:
-        raise ValueError(f"labels {labels.shape}, CT {ct.shape} and SUV {suv.shape} must have the same shape")
+        raise InputError(f"labels {labels.shape}, CT {ct.shape} and SUV {suv.shape} must have the same shape")
     kernel = sphere_kernel(spacing)
     return {organ: organ_metrics(ct, suv, organ_mask(labels, organ), spacing, kernel) for organ in organs}
 
 
 def body_mask(ct: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """The preprocessing's body mask (CT > -500 HU, table removed, holes filled) on the CT grid itself."""
-    from ..data.preprocess import body_mask as coarse_body_mask
-
     spacing = spacing_from_affine(affine)
     try:
         coarse, coarse_affine = coarse_body_mask(ct, affine)

@@ -10,8 +10,10 @@
   machine; without them it raises an error saying how to get them. It never downloads
   and never falls back to another segmenter silently.
 * ``model:PATH``: this package's small 3D segmentation network
-  (:class:`~petct_pipeline.evaluation.segmentation_model.OrganSegmentationModel`), trained
-  with ``training/train.py --stage seg``.
+  (:class:`~petct_pipeline.models.OrganSegmentationModel`), trained with ``training/train.py
+  --stage seg``. The segmenter runs it as the training cache feeds it: the volume is resampled
+  to the model's isotropic grid (anti-aliased), masked to the body, padded with air to the
+  network's size multiple, segmented, and the label map resampled back (nearest neighbour).
 
 A segmenter is pickled to worker processes; heavy state (networks) is loaded lazily there.
 """
@@ -24,9 +26,16 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from ..data.preprocess import AIR_HU, resample
+from ..errors import InputError, InputTypeError
+from ..intensity import hu_to_model, suv_to_model
 from ..io import load_nifti
+from ..models.organ_segmentation import OrganSegmentationModel
 from .inputs import EvaluationInput, SubjectInput, SubjectVolumes, same_grid
+from .metrics import body_mask
 
 __all__ = [
     "SEGMENTER_SPECS",
@@ -41,7 +50,7 @@ __all__ = [
 SEGMENTER_SPECS = ("labels", "totalsegmentator", "totalsegmentator:fast", "model:PATH")
 
 
-class SegmenterUnavailableError(ValueError):
+class SegmenterUnavailableError(InputError):
     """The requested segmenter cannot run here (package, weights or label maps missing); says how to fix it."""
 
 
@@ -82,11 +91,9 @@ class LabelsSegmenter(Segmenter):
         if labels.ndim == 4 and labels.shape[3] == 1:
             labels = labels[..., 0]
         if labels.ndim != 3 or not np.all(np.mod(labels, 1) == 0) or labels.min(initial=0) < 0:
-            raise ValueError(f"subject {subject.key}: {str(subject.labels)!r} is not a 3D integer label map")
+            raise InputError(f"subject {subject.key}: {str(subject.labels)!r} is not a 3D integer label map")
         labels = labels.astype(np.int16)
         if not same_grid(labels.shape, affine, volumes.shape, volumes.affine):
-            from ..data.preprocess import resample
-
             labels = resample(labels, affine, volumes.shape, volumes.affine, order=0, cval=0)
         return labels
 
@@ -149,41 +156,71 @@ class TotalSegmentatorSegmenter(Segmenter):
         result = nib.as_closest_canonical(result)
         labels = np.asarray(result.dataobj, dtype=np.int16)
         if not same_grid(labels.shape, result.affine, volumes.shape, volumes.affine):
-            from ..data.preprocess import resample
-
             labels = resample(labels, result.affine, volumes.shape, volumes.affine, order=0, cval=0)
         return labels
 
 
 class ModelSegmenter(Segmenter):
-    """This package's organ segmentation network, loaded from ``PATH``."""
+    """This package's organ segmentation network: loaded from ``PATH``, or a model in memory (training's validation)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.spec = f"model:{path}"
-        self._model = None
-        self.load()  # fail now (missing folder, wrong format), not in a worker
+    def __init__(self, source: str | os.PathLike | OrganSegmentationModel) -> None:
+        if isinstance(source, OrganSegmentationModel):
+            self.path: Path | None = None
+            self.spec = "model:(in memory)"
+            self._model: OrganSegmentationModel | None = source
+        else:
+            self.path = Path(source)
+            self.spec = f"model:{source}"
+            self._model = None
+            self.load()  # fail now (missing folder, wrong format), not in a worker
 
-    def load(self):
+    def load(self) -> OrganSegmentationModel:
         if self._model is None:
-            from .segmentation_model import OrganSegmentationModel
-
             self._model = OrganSegmentationModel.from_pretrained(self.path)
         return self._model
 
-    def __getstate__(self):
-        return {"path": self.path, "spec": self.spec, "_model": None}
+    def __getstate__(self) -> dict:
+        # a model from a folder is loaded again in the worker rather than pickled
+        return {**self.__dict__, "_model": None} if self.path is not None else dict(self.__dict__)
 
-    def segment(self, subject: SubjectInput, volumes: SubjectVolumes) -> np.ndarray:
-        return self.load().predict(volumes.ct, volumes.suv, volumes.affine)
+    def segment(self, subject: SubjectInput | None, volumes: SubjectVolumes) -> np.ndarray:
+        return self.predict(volumes.ct, volumes.suv, volumes.affine)
+
+    def predict(self, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        """Label map (TotalSegmentator ids, int16) on the grid of ``ct``/``suv`` (HU, SUVbw)."""
+        model = self.load()
+        shape, model_affine = model.model_grid(ct.shape, affine)
+        ct_m = resample(ct, affine, shape, model_affine, order=1, cval=AIR_HU, anti_alias=True)
+        suv_m = np.clip(resample(suv, affine, shape, model_affine, order=1, cval=0.0, anti_alias=True), 0.0, None)
+        body = body_mask(ct_m, model_affine)
+        ct_m[~body] = AIR_HU
+        suv_m[~body] = 0.0
+        volume = torch.from_numpy(np.stack([hu_to_model(ct_m), suv_to_model(suv_m)]).astype(np.float32))[None]
+        logits = model.logits(_pad_with_air(volume, model.spatial_multiple))
+        classes = logits[:, :, : shape[0], : shape[1], : shape[2]].argmax(dim=1)[0].cpu().numpy()
+        classes[~body] = 0
+        labels = model.classes_to_ids(classes)
+        return resample(labels, model_affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
 
     def describe(self) -> str:
         model = self.load()
         dice = model.info.get("dice")
-        text = f"model:{self.path} (PETCTUNet3DModel at {model.spacing_mm:g} mm, {len(model.label_ids)} classes)"
+        where = self.spec if self.path is None else f"model:{self.path}"
+        text = f"{where} (PETCTUNet3DModel at {model.spacing_mm:g} mm, {len(model.label_ids)} classes)"
         if isinstance(dice, dict) and dice:
             text += "; held-out Dice " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items() if v is not None)
         return text
+
+
+def _pad_with_air(volume: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad a model-space (B, 2, X, Y, Z) volume at the far ends to a multiple of ``multiple``: air, no uptake."""
+    pad = [(-n) % multiple for n in volume.shape[2:]]
+    if not any(pad):
+        return volume
+    widths = (0, pad[2], 0, pad[1], 0, pad[0])
+    ct = F.pad(volume[:, :1], widths, value=float(hu_to_model(np.float32(AIR_HU))))
+    pet = F.pad(volume[:, 1:], widths, value=float(suv_to_model(np.float32(0.0))))
+    return torch.cat([ct, pet], dim=1)
 
 
 def make_segmenter(spec: str | Segmenter) -> Segmenter:
@@ -191,7 +228,7 @@ def make_segmenter(spec: str | Segmenter) -> Segmenter:
     if isinstance(spec, Segmenter):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(f"segmenter must be one of {', '.join(SEGMENTER_SPECS)}, got {spec!r}")
+        raise InputTypeError(f"segmenter must be one of {', '.join(SEGMENTER_SPECS)}, got {spec!r}")
     text = spec.strip()
     if text == "labels":
         return LabelsSegmenter()
@@ -199,4 +236,4 @@ def make_segmenter(spec: str | Segmenter) -> Segmenter:
         return TotalSegmentatorSegmenter(fast=text.endswith(":fast"))
     if text.startswith("model:") and text[len("model:"):].strip():
         return ModelSegmenter(text[len("model:"):].strip())
-    raise ValueError(f"segmenter must be one of {', '.join(SEGMENTER_SPECS)}, got {spec!r}")
+    raise InputError(f"segmenter must be one of {', '.join(SEGMENTER_SPECS)}, got {spec!r}")

@@ -4,6 +4,8 @@
 * :func:`compare`: relative deviation of the means, ``deviation_pct = 100 * (gen_mean -
   ref_mean) / ref_mean``; Welch's t-test and the Mann-Whitney U test (two-sided, scipy);
   effect sizes Cohen's d (pooled SD) and Cliff's delta (P(gen > ref) - P(gen < ref)).
+* :func:`spread_ratio`: generated SD / reference SD of one :func:`compare` row (below 1 the
+  generated subjects are more alike than the reference ones: under-dispersion).
 * :func:`anova`: one-way ANOVA of one side across the subgroups of a family; the report
   checks that the generated data reproduce the reference's subgroup differences.
 * :func:`fit_ols` / :func:`compare_coefficients`: trend regressions fitted on each side and
@@ -29,6 +31,7 @@ __all__ = [
     "cohens_d",
     "cliffs_delta",
     "compare",
+    "spread_ratio",
     "anova",
     "Regression",
     "fit_ols",
@@ -126,6 +129,14 @@ def compare(generated: Sequence[float], reference: Sequence[float]) -> dict[str,
     row["cohens_d"] = cohens_d(g, r)
     row["cliffs_delta"] = cliffs_delta(g, r)
     return row
+
+
+def spread_ratio(row: Mapping[str, float | None]) -> float:
+    """Generated SD / reference SD of one :func:`compare` row; NaN when the reference does not vary or is missing."""
+    generated, reference = row.get("generated_std"), row.get("reference_std")
+    if generated is None or reference is None or not (math.isfinite(generated) and math.isfinite(reference)):
+        return _NAN
+    return generated / reference if reference > 0 else _NAN
 
 
 def anova(groups: Mapping[str, Sequence[float]]) -> dict[str, float]:

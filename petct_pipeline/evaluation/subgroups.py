@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..demographics import Demographics
+from ..errors import InputError
 
 __all__ = ["FAMILIES", "DEFAULT_FAMILIES", "SubgroupScheme", "parse_families", "parse_edges"]
 
@@ -39,18 +40,18 @@ class SubgroupScheme:
         families = tuple(self.families)
         unknown = [f for f in families if f not in FAMILIES]
         if unknown:
-            raise ValueError(f"unknown subgroup famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; "
+            raise InputError(f"unknown subgroup famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; "
                              f"allowed: {', '.join(FAMILIES)}")
         if "all" not in families:
             families = ("all", *families)
         object.__setattr__(self, "families", tuple(dict.fromkeys(families)))
         age = self.age_split
         if isinstance(age, bool) or not isinstance(age, int | float) or not 0 < float(age) < 120:
-            raise ValueError(f"age_split must be a number of years in (0, 120), got {age!r}")
+            raise InputError(f"age_split must be a number of years in (0, 120), got {age!r}")
         object.__setattr__(self, "age_split", float(age))
         edges = tuple(float(e) for e in self.bmi_edges)
         if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or not all(5 < e < 100 for e in edges):
-            raise ValueError(f"bmi_edges must be increasing numbers in (5, 100) kg/m^2, got {self.bmi_edges!r}")
+            raise InputError(f"bmi_edges must be increasing numbers in (5, 100) kg/m^2, got {self.bmi_edges!r}")
         object.__setattr__(self, "bmi_edges", edges)
 
     @property
@@ -76,7 +77,7 @@ class SubgroupScheme:
             return [f"{s}_{a}" for s in ("M", "F") for a in self.age_bands]
         if family == "bmi":
             return self.bmi_bands()
-        raise ValueError(f"unknown subgroup family {family!r}; allowed: {', '.join(FAMILIES)}")
+        raise InputError(f"unknown subgroup family {family!r}; allowed: {', '.join(FAMILIES)}")
 
     def names(self) -> list[str]:
         """Every subgroup name of every family, in report order (``all`` first)."""
@@ -86,7 +87,7 @@ class SubgroupScheme:
         for family in self.families:
             if subgroup in self.subgroups(family):
                 return family
-        raise ValueError(f"unknown subgroup {subgroup!r}; this scheme has {self.names()}")
+        raise InputError(f"unknown subgroup {subgroup!r}; this scheme has {self.names()}")
 
     def age_band(self, age: float) -> str:
         return "adult" if age <= self.age_split else "elder"
@@ -145,4 +146,4 @@ def parse_edges(text: str | Sequence[float]) -> tuple[float, ...]:
     try:
         return tuple(float(item) for item in items if str(item).strip())
     except ValueError:
-        raise ValueError(f"bmi_edges must be comma-separated numbers (kg/m^2), e.g. 25,30; got {text!r}") from None
+        raise InputError(f"bmi_edges must be comma-separated numbers (kg/m^2), e.g. 25,30; got {text!r}") from None

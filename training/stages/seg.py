@@ -3,9 +3,9 @@
 Trained on any data with organ label maps (``organs.nii.gz`` beside the images, e.g. the
 ``petct phantom`` population) through the shared cache, which resamples labels by nearest
 neighbour onto the stage grid. The network is ``PETCTUNet3DModel`` (2 inputs, one output
-per class, no demographic input), wrapped by
-:class:`petct_pipeline.evaluation.segmentation_model.OrganSegmentationModel`; the loss is
-cross-entropy + soft Dice. Config section::
+per class, no demographic input), wrapped by :class:`petct_pipeline.models.OrganSegmentationModel`;
+the loss is cross-entropy + soft Dice (``training/seg_loss.py``), validated by the Dice per organ on
+held-out studies (``training/seg_validation.py``). Config section::
 
     seg:
       grid: {spacing: 8, shape: [56, 56, 144]}    # z covers vertex to thighs (1152 mm)
@@ -31,23 +31,22 @@ import torch
 from torch.utils.data import Dataset
 
 from petct_pipeline.data.cache import CacheIndex
-from petct_pipeline.data.preprocess import PreprocessConfig
+from petct_pipeline.data.preprocess import AIR_HU, PreprocessConfig
 from petct_pipeline.data.study import ScanResult
 from petct_pipeline.errors import InputError
-from petct_pipeline.evaluation.segmentation_model import (
-    OrganSegmentationModel,
-    class_ids_for,
-    held_out_dice,
-    segmentation_loss,
-)
 from petct_pipeline.intensity import hu_to_model
 from petct_pipeline.io import write_json
+from petct_pipeline.models import OrganSegmentationModel, class_ids_for
 from petct_pipeline.organs import EVALUATION_ORGANS
 
 from ..config import TrainConfig
 from ..options import check_int, check_number
+from ..seg_loss import segmentation_loss
+from ..seg_validation import held_out_dice
 from ..stage_options import GridOptions
 from . import Stage
+
+__all__ = ["COMPONENT", "CachedLabelledVolumes", "SegStage", "STAGE"]
 
 COMPONENT = "organ_segmenter"
 
@@ -120,7 +119,7 @@ class CachedLabelledVolumes(Dataset):
         self.positions = positions
         self.lookup = lookup
         self.max_shift = int(max_shift)
-        self.air = float(hu_to_model(np.float32(-1000.0)))
+        self.air = float(hu_to_model(np.float32(AIR_HU)))
 
     def __len__(self) -> int:
         return len(self.positions)
