@@ -59,6 +59,8 @@ WITH_PRIOR = {"guidance": 1.0, "prior_scale": 0.6, "back_projection_iterations":
 QUALITY = "python benchmarks/bench_quality.py"
 CONDITIONING = "python benchmarks/bench_conditioning.py"
 STAGE1 = "python benchmarks/bench_stage1_organs.py"
+STAGE_ERRORS = "python benchmarks/bench_stage_errors.py"
+SR = "python benchmarks/bench_sr.py"
 
 #: old file stem -> what its payload does not say: commit, weights, sampling defaults then, command (with the
 #: flags today's script needs for the same configuration)
@@ -161,23 +163,17 @@ LEGACY: dict[str, dict[str, Any]] = {
                                           "command": f"{STAGE1} --limit 60 --steps 32 --start-sigma {sigma} "
                                                      f"--tag cpu_from{sigma}"}
        for sigma in ("0.3", "1", "3", "80")},
-    "stage_errors_sr1200": {"revision": "9af03e3", "weights": {"model": f"{SHIPPED}@3e59c93", "sr": 1200},
-                            "command": f"python benchmarks/bench_stage_errors.py --model {SHIPPED}@3e59c93 --limit 24 "
-                                       "--tag sr1200"},
-    "stage_errors_sr3600": {"revision": "9af03e3", "weights": {"model": "runs/export_sr3600", "sr": 3600},
-                            "command": "python benchmarks/bench_stage_errors.py --model runs/export_sr3600 --limit 24 "
-                                       "--tag sr3600"},
-    "stage_errors_sr3600_bp": {"revision": "d44e029", "weights": {"model": SHIPPED, "sr": 3600},
-                               "command": "python benchmarks/bench_stage_errors.py --limit 24 --tag sr3600_bp"},
-    "stage_errors_sr3600_bp_s4": {"revision": "4d270c3", "weights": {"model": SHIPPED, "sr": 3600},
-                                  "command": "python benchmarks/bench_stage_errors.py --limit 24 --sr-steps 4 "
-                                             "--tag sr3600_bp_s4"},
+    **{f"stage_errors_{tag}": {"revision": revision, "weights": {"model": model or SHIPPED, "sr": sr},
+                               "command": f"{STAGE_ERRORS} {f'--model {model} ' if model else ''}--limit 24 {extra}"
+                                          f"--tag {tag}"}
+       for tag, revision, model, sr, extra in (("sr1200", "9af03e3", f"{SHIPPED}@3e59c93", 1200, ""),
+                                               ("sr3600", "9af03e3", "runs/export_sr3600", 3600, ""),
+                                               ("sr3600_bp", "d44e029", None, 3600, ""),
+                                               ("sr3600_bp_s4", "4d270c3", None, 3600, "--sr-steps 4 "))},
     "sr_cpu": {"revision": "7348044", "weights": {"model": f"{SHIPPED}@e8c4ab1", "sr": 1200},
-               "command": f"python benchmarks/bench_sr.py --model {SHIPPED}@e8c4ab1 --limit 1 --steps 0 1 2 4 "
-                          "--sigma-max 2 0.5"},
+               "command": f"{SR} --model {SHIPPED}@e8c4ab1 --limit 1 --steps 0 1 2 4 --sigma-max 2 0.5"},
     "sr_cpu_sr3600": {"revision": "9af03e3", "weights": {"model": "runs/export_sr3600", "sr": 3600},
-                      "command": "python benchmarks/bench_sr.py --model runs/export_sr3600 --limit 2 --steps 0 2 4 8 "
-                                 "--tag cpu_sr3600"},
+                      "command": f"{SR} --model runs/export_sr3600 --limit 2 --steps 0 2 4 8 --tag cpu_sr3600"},
 }
 
 
