@@ -17,34 +17,27 @@ subjects take about a minute on CPU:
 
     python benchmarks/bench_conditioning.py --reference data/phantoms_heldout --guidance 1 2 3
 
-Results: benchmarks/results/conditioning_<tag>.{json,md}.
+Results: benchmarks/results/conditioning.{json,md}, one run per configuration (``--tag`` labels it).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import torch
 from scipy import ndimage
 
-ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
-sys.path.insert(0, str(REPO))
-
-from petct_pipeline import PETCTPipeline  # noqa: E402
-from petct_pipeline.data.preprocess import PreprocessConfig  # noqa: E402
-from petct_pipeline.demographics import Demographics  # noqa: E402
-from petct_pipeline.evaluation.statistics import fit_ols  # noqa: E402
-from petct_pipeline.intensity import from_model_space  # noqa: E402
+from petct_pipeline import PETCTPipeline
+from petct_pipeline.data.preprocess import PreprocessConfig
+from petct_pipeline.demographics import Demographics
+from petct_pipeline.evaluation.statistics import fit_ols
+from petct_pipeline.intensity import from_model_space
 
 TERMS = ("weight", "height", "sex", "age")
 MEASURES = ("body_ml", "enclosed_air_ml", "body_suv_mean")
@@ -125,38 +118,61 @@ def slope_ratio(generated: dict[str, Any], reference: dict[str, Any]) -> dict[st
 
 
 def render_markdown(results: dict[str, Any]) -> str:
+    """The run's table: reference and generated coefficients per measure and term, per guidance scale."""
     guidance = [str(g) for g in results["guidance"]]
+    generated, reference = results["generated"], results["reference_fit"]
+    rows = []
+    for measure in MEASURES:
+        rows.append([f"{measure} mean", f"{reference[measure]['mean']['coef']:.1f}",
+                     *(f"{generated[g]['fit'][measure]['mean']['coef']:.1f}" for g in guidance)])
+        for term in TERMS:
+            ref = reference[measure][term]
+            rows.append([f"{measure} ~ {term}", f"{ref['coef']:+.3g} ({ref['p']:.2g})",
+                         *(f"{generated[g]['fit'][measure][term]['coef']:+.3g}" for g in guidance)])
+    rows.append(["**median slope ratio**", "1",
+                 *(f"**{generated[g]['slope_ratio']['median']:.2f}**" for g in guidance)])
     lines = [f"# Stage-1 conditioning: {results['model']}", "",
              f"Reference {results['reference']} ({results['subjects']} subjects, their demographics, one seed each), "
              f"{results['steps']} stage-1 steps, demographic prior scale {results.get('prior_scale', 0)}. "
              "Regression coefficient per unit (kg, cm, M vs F, year) on each side; "
              "ratio = generated / reference where the reference's p < 0.05.", "",
-             "| measure ~ term | reference (p) | " + " | ".join(f"guidance {g}" for g in guidance) + " |",
-             "|---" * (2 + len(guidance)) + "|"]
-    reference = results["reference_fit"]
-    for measure in MEASURES:
-        lines.append(f"| {measure} mean | {reference[measure]['mean']['coef']:.1f} | "
-                     + " | ".join(f"{results['generated'][g]['fit'][measure]['mean']['coef']:.1f}" for g in guidance)
-                     + " |")
-        for term in TERMS:
-            ref = reference[measure][term]
-            cells = [f"{results['generated'][g]['fit'][measure][term]['coef']:+.3g}" for g in guidance]
-            lines.append(f"| {measure} ~ {term} | {ref['coef']:+.3g} ({ref['p']:.2g}) | " + " | ".join(cells) + " |")
-    lines.append("| **median slope ratio** | 1 | "
-                 + " | ".join(f"**{results['generated'][g]['slope_ratio']['median']:.2f}**" for g in guidance) + " |")
-    lines += ["", "s / subject (stage 1 only): "
-              + ", ".join(f"guidance {g}: {results['generated'][g]['seconds_per_subject']:.2f}" for g in guidance)]
+             *harness.markdown_table(["measure ~ term", "reference (p)", *(f"guidance {g}" for g in guidance)], rows),
+             "", "s / subject (stage 1 only): "
+             + ", ".join(f"guidance {g}: {generated[g]['seconds_per_subject']:.2f}" for g in guidance)]
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from petct_pipeline.checkpoints import default_model
+#: the coefficients the model card quotes, as (collated column, measure, term)
+HEADLINE_TERMS = (("body_ml_per_kg", "body_ml", "weight"), ("enclosed_air_ml_male", "enclosed_air_ml", "sex"),
+                  ("enclosed_air_ml_per_cm", "enclosed_air_ml", "height"),
+                  ("body_suv_per_kg", "body_suv_mean", "weight"))
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="pipeline folder or Hub id (default: the shipped weights)")
-    parser.add_argument("--reference", type=Path, default=REPO / "data" / "phantoms_heldout")
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache",
-                        help="preprocessing cache root (shared with training/train.py --cache_dir)")
+
+def headline_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The collated table's rows: the reference's coefficients, then each guidance scale's with its median slope
+    ratio and time."""
+    def coefficients(fit: dict[str, Any]) -> dict[str, float]:
+        return {column: float(f"{fit[measure][term]['coef']:.3g}") for column, measure, term in HEADLINE_TERMS}
+
+    rows = [{"guidance_scale": "reference", **coefficients(results["reference_fit"])}]
+    for g, generated in results["generated"].items():
+        rows.append({"guidance_scale": g, "median_slope_ratio": round(generated["slope_ratio"]["median"], 2),
+                     **coefficients(generated["fit"]), "s_per_subject": round(generated["seconds_per_subject"], 2)})
+    return rows
+
+
+BENCHMARK = harness.Benchmark("conditioning", __doc__, __file__, render_markdown, headline_rows)
+
+
+def run_config(results: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """What the figures depend on: stage 1's weights, the reference and subjects, steps, prior, guidance scales."""
+    return {**model, "reference": harness.relative(results["reference"]), "subjects": results["subjects"],
+            "stage1_steps": results["steps"], "prior_scale": results.get("prior_scale", 0.0),
+            "guidance_scales": results["guidance"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.argument_parser(__doc__, model=True, reference="--reference", cache_dir=True, tag=True)
     parser.add_argument("--limit", type=int, default=None, help="only the first N reference studies")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: the pipeline's)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0], help="guidance scales to compare")
@@ -164,15 +180,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="weight of the demographic prior (default: the pipeline's, 0 = off)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="preprocessing processes")
-    parser.add_argument("--tag", default="cpu")
     args = parser.parse_args(argv)
 
     from petct_pipeline.pipeline_petct import DEFAULT_STEPS
 
-    model = args.model or default_model()
+    model, pipe = harness.load_pipeline(args.model)
     steps = args.steps or DEFAULT_STEPS
-    pipe = PETCTPipeline.from_pretrained(model)
-    pipe.set_progress_bar_config(disable=True)
     prior_scale = pipe.default_prior_scale if args.prior_scale is None else args.prior_scale
     index = reference_index(args.reference, pipe, args.cache_dir, args.workers)
     reference = reference_measures(index, pipe, args.limit)
@@ -181,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "model": str(model), "reference": str(args.reference), "subjects": len(subjects), "steps": steps,
         "guidance": args.guidance, "prior_scale": prior_scale, "reference_fit": reference_fit, "generated": {},
-        "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
     }
     for guidance in args.guidance:
         start = time.perf_counter()
@@ -193,11 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         median = results["generated"][str(guidance)]["slope_ratio"]["median"]
         print(f"guidance {guidance}: median slope ratio {median:.2f} ({seconds / len(subjects):.2f} s / subject)",
               flush=True)
-    out = ROOT / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"conditioning_{args.tag}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / f"conditioning_{args.tag}.md").write_text(render_markdown(results))
-    print(render_markdown(results))
+    print(BENCHMARK.save(args.tag, run_config(results, harness.model_info(model, sr=False)), results, argv))
     return 0
 
 

@@ -10,37 +10,68 @@ phantoms' label maps (held-out data for a model trained on other phantoms).
     python benchmarks/bench_evaluation.py --n 32 --spacing 2 --workers 2
     python benchmarks/bench_evaluation.py --seg-model runs/seg/organ_segmenter --n 8 --spacing 8
 
-Results: benchmarks/results/evaluation_cpu.{json,md} (``--tag`` changes the name).
+Results: benchmarks/results/evaluation.{json,md}, one run per configuration (``--tag`` labels it).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
-sys.path.insert(0, str(REPO))
+import harness
+
+TIMING_HEADER = ["segmenter", "plots", "subjects", "wall s", "s/subject", "load+segment+measure s/subject"]
+
+
+def _timing_cells(r: dict[str, Any]) -> list[str]:
+    return [r["segmenter"], "yes" if r["plots"] else "no", str(r["subjects"]), str(r["wall_s"]),
+            str(r["s_per_subject"]), str(r["measure_s_per_subject"])]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The run's timing table and, with a model segmenter, its Dice per organ."""
+    n, spacing, dice = results["subjects_per_cohort"], results["phantom_spacing_mm"], results["dice"]
+    lines = [f"Evaluation of {n} + {n} phantom subjects at {spacing:g} mm (grid e.g. "
+             f"{'x'.join(map(str, results['phantom_shape_example']))}), {results['workers']} worker(s):", "",
+             *harness.markdown_table(TIMING_HEADER, [_timing_cells(r) for r in results["evaluation"]])]
+    if dice:
+        lines += ["", f"Dice of `{dice['model']}` ({dice['model_spacing_mm']:g} mm model grid) on {dice['studies']} "
+                  "phantoms, measured on their own grid:", "",
+                  *harness.markdown_table(list(dice["dice"]),
+                                          [["–" if v is None else f"{v:.3f}" for v in dice["dice"].values()]])]
+    return "\n".join(lines) + "\n"
+
+
+def headline_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The collated table's rows: one per timed evaluation; the model segmenter's row adds its mean Dice."""
+    rows = harness.table_rows(TIMING_HEADER, [_timing_cells(r) for r in results["evaluation"]])
+    dice = results["dice"]
+    if dice:
+        values = [v for v in dice["dice"].values() if v is not None]
+        rows[-1]["mean Dice"] = f"{sum(values) / len(values):.3f}"
+    return rows
+
+
+BENCHMARK = harness.Benchmark("evaluation", __doc__, __file__, render_markdown, headline_rows)
+
+
+def run_config(n: int, spacing: float, workers: int, seed: int, seg_model: Path | None) -> dict[str, Any]:
+    return {"subjects_per_cohort": n, "phantom_spacing_mm": spacing, "workers": workers, "seed": seed,
+            "seg_model": seg_model and harness.relative(seg_model)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.argument_parser(__doc__, tag=True)
     parser.add_argument("--n", type=int, default=16, help="subjects (phantoms) per cohort")
     parser.add_argument("--spacing", type=float, default=4.0, help="phantom voxel size in mm")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--seg-model", type=Path, default=None, help="also time and score this model segmenter")
-    parser.add_argument("--tag", default="cpu")
     parser.add_argument("--keep", type=Path, default=None, help="write phantoms and reports here instead of a temp dir")
     args = parser.parse_args(argv)
-
-    import numpy as np
-    import torch
 
     from petct_pipeline.evaluation import evaluate
     from petct_pipeline.models import OrganSegmentationModel
@@ -92,31 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         "phantom_write_s": round(phantom_seconds, 2),
         "evaluation": rows,
         "dice": dice,
-        "platform": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-                     "machine": platform.machine(), "threads": torch.get_num_threads()},
-        "date": time.strftime("%Y-%m-%d"),
     }
-    out = ROOT / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"evaluation_{args.tag}.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [
-        f"Evaluation of {args.n} + {args.n} phantom subjects at {args.spacing:g} mm (grid e.g. "
-        f"{'x'.join(map(str, shape))}), {args.workers} worker(s):",
-        "",
-        "| segmenter | plots | subjects | wall s | s/subject | load+segment+measure s/subject |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {r['segmenter']} | {'yes' if r['plots'] else 'no'} | {r['subjects']} | {r['wall_s']} | "
-              f"{r['s_per_subject']} | {r['measure_s_per_subject']} |" for r in rows]
-    if dice:
-        lines += ["", f"Dice of `{dice['model']}` ({dice['model_spacing_mm']:g} mm model grid) on {dice['studies']} "
-                  "phantoms, measured on their own grid:", "",
-                  "| " + " | ".join(dice["dice"]) + " |", "|" + "---|" * len(dice["dice"]),
-                  "| " + " | ".join("–" if v is None else f"{v:.3f}" for v in dice["dice"].values()) + " |"]
-    (out / f"evaluation_{args.tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    config = run_config(args.n, args.spacing, args.workers, args.seed, args.seg_model)
+    print(BENCHMARK.save(args.tag, config, results, argv), end="")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -10,24 +10,23 @@ A sweep over body heights shows SR peak memory staying flat as the body gets lon
 
     python benchmarks/bench_pipeline.py                  # CPU, both configs, JSON + Markdown
     python benchmarks/bench_pipeline.py --device cuda    # adds GPU figures when one is present
+
+Results: benchmarks/results/pipeline.{json,md}, one run per device and configuration.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import multiprocessing as mp
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parent
 PAPER_UNET = {
     "block_out_channels": (64, 128, 192, 256),
     "layers_per_block": 3,
@@ -35,12 +34,6 @@ PAPER_UNET = {
     "attention_head_dim": 64,
     "norm_num_groups": 32,
 }
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
 def _flops(model: torch.nn.Module, inputs: dict[str, Any]) -> int:
@@ -63,13 +56,13 @@ def _unet_inputs(model, shape: tuple[int, ...], device: torch.device) -> dict[st
 
 
 # ----------------------------------------------------------------------------- workers (fresh processes)
-def _shipped_stage(queue: mp.Queue, model_path: str, stage: str, device: str, height: float, steps: dict) -> None:
-    from petct_pipeline import Demographics, PETCTPipeline
+def shipped_stage(model_path: str, stage: str, device: str, height: float, steps: dict) -> dict[str, Any]:
+    """One stage of the shipped pipeline, timed as the pipeline runs it (fresh process: its own peak memory)."""
+    from petct_pipeline import Demographics
 
     torch.set_grad_enabled(False)
     device_ = torch.device(device)
-    pipe = PETCTPipeline.from_pretrained(model_path).to(device_)
-    pipe.set_progress_bar_config(disable=True)
+    _, pipe = harness.load_pipeline(model_path, device_)
     subject = Demographics(age=60, sex="M", weight=80, height=height)
     generator = torch.Generator().manual_seed(0)
     calls = {"unet": 0, "sr_unet": 0}
@@ -97,26 +90,24 @@ def _shipped_stage(queue: mp.Queue, model_path: str, stage: str, device: str, he
         pipe._sample_super_resolution(low, subject, steps["sr"], 0.02, 96, 8, generator, _NoCallback())
         nfe, network = calls["sr_unet"], pipe.sr_unet
         shape = (1, 2, *pipe.output_shape[:2], min(96, pipe.output_shape[2]))
-    if device_.type == "cuda":
-        torch.cuda.synchronize()
+    harness.synchronize(device_)
     wall = time.perf_counter() - start
-    queue.put(
-        {
-            "config": "shipped",
-            "stage": stage,
-            "height_cm": height,
-            "steps": steps[stage],
-            "nfe": nfe,
-            "wall_s": round(wall, 3),
-            "peak_memory_mb": round(_peak_memory_mb(device_), 1),
-            "parameters_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 3),
-            "gflops_per_nfe": round(_flops(network, _unet_inputs(network, shape, torch.device("cpu"))) / 1e9, 2),
-            "network_input": list(shape),
-        }
-    )
+    return {
+        "config": "shipped",
+        "stage": stage,
+        "height_cm": height,
+        "steps": steps[stage],
+        "nfe": nfe,
+        "wall_s": round(wall, 3),
+        "peak_memory_mb": round(harness.peak_memory_mb(device_), 1),
+        "parameters_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 3),
+        "gflops_per_nfe": round(_flops(network, _unet_inputs(network, shape, torch.device("cpu"))) / 1e9, 2),
+        "network_input": list(shape),
+    }
 
 
-def _paper_stage(queue: mp.Queue, stage: str, device: str, steps: int, measured_nfe: int, sr_timed_z: int) -> None:
+def paper_stage(stage: str, device: str, steps: int, measured_nfe: int, sr_timed_z: int) -> dict[str, Any]:
+    """A paper-size network of one stage: FLOPs, and ``measured_nfe`` timed evaluations extrapolated to NFE."""
     from petct_pipeline import PETCTUNet3DModel
 
     torch.set_grad_enabled(False)
@@ -138,31 +129,27 @@ def _paper_stage(queue: mp.Queue, stage: str, device: str, steps: int, measured_
     voxel_ratio = shape[4] / timed_shape[4]
     inputs = _unet_inputs(model, timed_shape, device_)
     model(**inputs)  # warm-up
-    if device_.type == "cuda":
-        torch.cuda.synchronize()
+    harness.synchronize(device_)
     start = time.perf_counter()
     for _ in range(measured_nfe):
         model(**inputs)
-    if device_.type == "cuda":
-        torch.cuda.synchronize()
+    harness.synchronize(device_)
     per_eval = (time.perf_counter() - start) / measured_nfe * voxel_ratio
     nfe = (evaluations_per_step * steps - 1) * chunks
-    queue.put(
-        {
-            "config": "paper",
-            "stage": stage,
-            "steps": steps,
-            "nfe": nfe,
-            "wall_s": round(per_eval * nfe, 1),
-            "wall_is": f"extrapolated: NFE x {per_eval:.2f} s per evaluation, timed {measured_nfe}x on "
-            f"{'x'.join(map(str, timed_shape))}" + (f", scaled x{voxel_ratio:g} by voxels" if voxel_ratio != 1 else ""),
-            "peak_memory_mb": round(_peak_memory_mb(device_), 1),
-            "peak_memory_input": list(timed_shape),
-            "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-            "gflops_per_nfe": round(flops / 1e9, 1),
-            "network_input": list(shape),
-        }
-    )
+    return {
+        "config": "paper",
+        "stage": stage,
+        "steps": steps,
+        "nfe": nfe,
+        "wall_s": round(per_eval * nfe, 1),
+        "wall_is": f"extrapolated: NFE x {per_eval:.2f} s per evaluation, timed {measured_nfe}x on "
+        f"{'x'.join(map(str, timed_shape))}" + (f", scaled x{voxel_ratio:g} by voxels" if voxel_ratio != 1 else ""),
+        "peak_memory_mb": round(harness.peak_memory_mb(device_), 1),
+        "peak_memory_input": list(timed_shape),
+        "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+        "gflops_per_nfe": round(flops / 1e9, 1),
+        "network_input": list(shape),
+    }
 
 
 class _NoCallback:
@@ -170,45 +157,43 @@ class _NoCallback:
         return latents
 
 
-def _in_fresh_process(target, *args) -> dict[str, Any]:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(queue, *args))
-    process.start()
-    while True:
-        try:
-            result = queue.get(timeout=5)
-            break
-        except Exception:  # queue.Empty: keep waiting while the worker lives
-            if not process.is_alive():
-                message = f"benchmark worker {target.__name__}{args} failed (exit {process.exitcode})"
-                raise RuntimeError(message) from None
-    process.join()
-    return result
-
-
 # ----------------------------------------------------------------------------- report
-def _markdown(results: list[dict[str, Any]], device: str) -> str:
-    lines = [
-        f"### Pipeline ({device}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads)",
-        "",
-        "| config | stage | height cm | steps | NFE | wall s | peak MB | params M | GFLOPs/NFE | network input |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        wall = f"{r['wall_s']}" + (" (extrapolated)" if "wall_is" in r else "")
-        network_input = "x".join(map(str, r["network_input"]))
-        lines.append(
-            f"| {r['config']} | {r['stage']} | {r.get('height_cm', '-')} | {r['steps']} | {r['nfe']} | {wall} | "
-            f"{r['peak_memory_mb']} | {r['parameters_m']} | {r['gflops_per_nfe']} | {network_input} |"
-        )
+ROW_HEADER = ["config", "stage", "height cm", "steps", "NFE", "wall s", "peak MB", "params M", "GFLOPs/NFE",
+              "network input"]
+
+
+def _cells(r: dict[str, Any]) -> list[Any]:
+    wall = f"{r['wall_s']}" + (" (extrapolated)" if "wall_is" in r else "")
+    return [r["config"], r["stage"], r.get("height_cm", "-"), r["steps"], r["nfe"], wall, r["peak_memory_mb"],
+            r["parameters_m"], r["gflops_per_nfe"], "x".join(map(str, r["network_input"]))]
+
+
+def table(payload: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The run's table, one row per measured stage (also its rows in the collated table)."""
+    return ROW_HEADER, [_cells(r) for r in payload["results"]]
+
+
+def render_markdown(payload: dict[str, Any]) -> str:
+    lines = [f"### Pipeline ({payload['device']}, torch {payload['torch']}, {payload.get('processor', '?')}, "
+             f"{payload.get('threads', '?')} threads)", "",
+             *harness.markdown_table(ROW_HEADER, [[str(c) for c in _cells(r)] for r in payload["results"]])]
     return "\n".join(lines) + "\n"
 
 
+BENCHMARK = harness.Benchmark("pipeline", __doc__, __file__, render_markdown, table=table)
+
+
+def run_config(device: str, model: dict[str, Any], sampling: dict[str, Any], heights: list[float],
+               paper: dict[str, int] | None) -> dict[str, Any]:
+    """What the figures depend on: device, weights, the shipped stages' sampling, body heights, paper settings."""
+    return {"device": device, **model, **{k: sampling[k] for k in ("stage1_steps", "sr_steps", "guidance",
+                                                                    "prior_scale")},
+            "heights_cm": heights, "paper_steps": paper and paper["steps"], "paper_timed_nfe": paper and paper["nfe"],
+            "paper_sr_timed_slices": paper and paper["sr_z"]}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="pipeline folder (default: shipped checkpoint)")
+    parser = harness.argument_parser(__doc__, model=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: pipeline default)")
     parser.add_argument("--sr-steps", type=int, default=None, help="SR steps (default: pipeline default)")
@@ -218,39 +203,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-sr-z", type=int, default=None,
                         help="paper SR: slices actually timed per chunk (default 96 on GPU, 16 on CPU)")
     parser.add_argument("--skip-paper", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS, help="folder of pipeline.json / .md")
     args = parser.parse_args(argv)
 
-    import inspect
-
-    from petct_pipeline import PETCTPipeline
-    from petct_pipeline.checkpoints import default_model
-
-    defaults = inspect.signature(PETCTPipeline.__call__).parameters
-    steps = {
-        "base": args.steps or defaults["num_inference_steps"].default,
-        "sr": args.sr_steps or defaults["sr_num_inference_steps"].default,
-    }
-    model = args.model or default_model()
-    results = [_in_fresh_process(_shipped_stage, model, "base", args.device, 175.0, steps)]
+    model = harness.resolve_model(args.model)
+    model_config = harness.model_info(model)
+    sampling = harness.sampling(model_config, args.steps, args.sr_steps)
+    steps = {"base": sampling["stage1_steps"], "sr": sampling["sr_steps"]}
+    results = [harness.in_fresh_process(shipped_stage, model_path=model, stage="base", device=args.device,
+                                        height=175.0, steps=steps)]
     for height in args.heights:  # SR memory must stay flat as the body gets longer
-        results.append(_in_fresh_process(_shipped_stage, model, "sr", args.device, height, steps))
+        results.append(harness.in_fresh_process(shipped_stage, model_path=model, stage="sr", device=args.device,
+                                                height=height, steps=steps))
         print(json.dumps(results[-1]), flush=True)
+    paper = None
     if not args.skip_paper:
+        paper = {"steps": args.paper_steps, "nfe": args.paper_nfe,
+                 "sr_z": args.paper_sr_z or (96 if torch.device(args.device).type == "cuda" else 16)}
         for stage in ("base", "sr"):
-            sr_z = args.paper_sr_z or (96 if torch.device(args.device).type == "cuda" else 16)
-            results.append(
-                _in_fresh_process(_paper_stage, stage, args.device, args.paper_steps, args.paper_nfe, sr_z)
-            )
+            results.append(harness.in_fresh_process(paper_stage, stage=stage, device=args.device,
+                                                    steps=paper["steps"], measured_nfe=paper["nfe"],
+                                                    sr_timed_z=paper["sr_z"]))
             print(json.dumps(results[-1]), flush=True)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = f"pipeline_{torch.device(args.device).type}"
-    payload = {"device": args.device, "torch": torch.__version__, "python": sys.version.split()[0], "results": results}
-    (args.out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    table = _markdown(results, args.device)
-    (args.out / f"{name}.md").write_text(table)
-    print(table)
+    payload = {"device": args.device, "torch": torch.__version__,
+               "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+               "results": results}
+    config = run_config(args.device, model_config, sampling, args.heights, paper)
+    print(BENCHMARK.save(torch.device(args.device).type, config, payload, argv, args.out))
     return 0
 
 

@@ -11,39 +11,25 @@ tabulates ``summary.csv``, ``trends.csv`` and ``image_checks.json``.
     python benchmarks/bench_quality.py --sweep-limit 48     # all 120 at 32 steps; 8/16/32/64 on the first 48
     python benchmarks/bench_quality.py --steps --limit 8    # a quick look
 
-Results: benchmarks/results/quality_<tag>.{json,md}; generated volumes and full reports
-under --work (default runs/quality).
+Results: benchmarks/results/quality.{json,md}, one run per configuration (``--tag`` labels it);
+generated volumes and full reports under --work (default runs/quality).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
-sys.path.insert(0, str(REPO))
+import harness
 
 #: the subgroup family the targets are stated for, and the metrics they bound (target |deviation| %)
 FAMILY = "sex_age"
 #: seed offset of the phantom-twin baseline, far from the seeds of `petct phantom --n` populations
 PHANTOM_TWIN_SEED = 50_000
 TARGETS = {"volume_ml": 10.0, "suv_mean": 5.0}
-
-
-def _run(command: list[str]) -> float:
-    """Run a petct command (same interpreter), stream its output, return the wall time in seconds."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "petct_pipeline.cli", *command], check=True, cwd=REPO)
-    return time.perf_counter() - start
 
 
 def _write_cohort(rows: list[dict[str, str]], path: Path) -> Path:
@@ -114,11 +100,7 @@ def read_checks(report: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from petct_pipeline.checkpoints import default_model
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped weights)")
-    parser.add_argument("--reference", type=Path, default=REPO / "data" / "phantoms_heldout")
+    parser = harness.argument_parser(__doc__, model=True, reference="--reference", tag=True)
     parser.add_argument("--segmenter", default=None, help="petct evaluate --segmenter (default: its default)")
     parser.add_argument("--main-steps", type=int, default=32, help="stage-1 steps of the full evaluation")
     parser.add_argument("--steps", type=int, nargs="*", default=[8, 16, 32, 64], help="stage-1 steps to sweep")
@@ -136,11 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phantom-baseline", action="store_true",
                         help="also evaluate phantoms simulated for the same demographics (new anatomy and noise): "
                         "the deviations a perfect generator would show with this many subjects")
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "quality")
-    parser.add_argument("--tag", default="cpu")
+    parser.add_argument("--work", type=Path, default=harness.REPO / "runs" / "quality")
     args = parser.parse_args(argv)
 
-    model = args.model or default_model()
+    model = harness.resolve_model(args.model)
     rows = held_out_rows(args.reference, args.limit)
     sweep_rows = rows[: args.sweep_limit] if args.sweep_limit else rows
     common = ["--model", model] + (["--sr-steps", str(args.sr_steps)] if args.sr_steps else [])
@@ -155,35 +136,44 @@ def main(argv: list[str] | None = None) -> int:
         "sr_steps": args.sr_steps, "guidance_scale": args.guidance_scale,
         "prior_scale": args.prior_scale,
         "back_projection_iterations": args.back_projection_iterations,
-        "segmenter": args.segmenter or "petct default",
-        "machine": {"platform": platform.platform(), "python": platform.python_version()}, "sweep": {},
+        "segmenter": args.segmenter or "petct default", "sweep": {},
     }
+    model_config = harness.model_info(model)
+    sampling = harness.sampling(model_config, args.main_steps, args.sr_steps, args.guidance_scale, args.prior_scale,
+                                args.back_projection_iterations)
+    config = run_config(model_config, sampling, args.reference, len(rows), args.steps, len(sweep_rows),
+                        results["segmenter"], args.phantom_baseline, args.diversity_seeds)
+
+    def save() -> None:
+        BENCHMARK.save(args.tag, config, results, argv)
+        print(f"wrote {harness.relative(harness.RESULTS / 'quality.md')} (run {args.tag})", flush=True)
 
     def measure(cohort_rows: list[dict[str, str]], steps: int, name: str, generate: bool = True) -> dict[str, Any]:
         generated, report = args.work / f"generated_{name}", args.work / f"report_{name}"
         seconds = math.nan
         if generate:
             cohort = _write_cohort(cohort_rows, args.work / f"cohort_{name}.csv")
-            seconds = _run(["generate", "--cohort", str(cohort), "--out", str(generated), "--steps", str(steps),
-                            *common])
-        _run(["evaluate", "--generated", str(generated), "--reference", str(args.reference), "--out", str(report),
-              "--workers", str(args.workers), "--no-plots", *segment])
+            seconds = harness.run_petct(["generate", "--cohort", str(cohort), "--out", str(generated),
+                                         "--steps", str(steps), *common])
+        harness.run_petct(["evaluate", "--generated", str(generated), "--reference", str(args.reference),
+                           "--out", str(report), "--workers", str(args.workers), "--no-plots", *segment])
         return {"subjects": len(cohort_rows), "generate_s": seconds,
                 "generate_s_per_subject": seconds / len(cohort_rows), **read_deviations(report),
                 "trends": read_trends(report), **read_checks(report)}
 
     main_name = f"steps{args.main_steps}"
     results["main"] = measure(rows, args.main_steps, main_name)
-    _save(results, args.tag)
+    save()
     if args.phantom_baseline:
         twins = [{**row, "seed": str(PHANTOM_TWIN_SEED + int(row["seed"]))} for row in rows]
         cohort = _write_cohort(twins, args.work / "cohort_phantom_twins.csv")
         spacing = _model_spacing(model)
-        seconds = _run(["phantom", "--cohort", str(cohort), "--out", str(args.work / "generated_phantom_twins"),
-                        "--spacing", f"{spacing:g}", "--fov", "model", "--workers", str(args.workers)])
+        seconds = harness.run_petct(["phantom", "--cohort", str(cohort), "--out",
+                                     str(args.work / "generated_phantom_twins"), "--spacing", f"{spacing:g}",
+                                     "--fov", "model", "--workers", str(args.workers)])
         results["phantom_baseline"] = measure(twins, 0, "phantom_twins", generate=False)
         results["phantom_baseline"]["generate_s_per_subject"] = seconds / len(twins)
-        _save(results, args.tag)
+        save()
     for steps in args.steps:
         if steps == args.main_steps and len(sweep_rows) == len(rows):
             results["sweep"][str(steps)] = results["main"]
@@ -200,32 +190,30 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run = measure(sweep_rows, steps, f"steps{steps}_first{len(sweep_rows)}")
         results["sweep"][str(steps)] = run
-        _save(results, args.tag)
+        save()
     if args.diversity_seeds > 1:
         first = rows[0]
         same = [{**first, "id": f"seed{seed}", "seed": str(seed)} for seed in range(args.diversity_seeds)]
         run = measure(same, args.main_steps, "diversity")
         results["diversity"] = {"demographics": {k: first[k] for k in ("age", "sex", "weight", "height")},
                                 **run["diversity"]}
-    _save(results, args.tag)
+    save()
     return 0
 
 
-def _save(results: dict[str, Any], tag: str) -> None:
-    out = ROOT / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"quality_{tag}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / f"quality_{tag}.md").write_text(render_markdown(results))
-    print(f"wrote {out / f'quality_{tag}.md'}", flush=True)
+HEADER = ["stage-1 steps", "subjects", "s / subject", "worst organ-volume dev.", "worst SUVmean dev.",
+          "trend signs (same/significant)", "non-finite voxels"]
 
 
-def _row(label: str, run: dict[str, Any]) -> str:
+def _worst(worst: dict[str, Any]) -> str:
+    return f"{worst['abs_pct']:.1f}% ({worst['organ']}, {worst['subgroup']})"
+
+
+def _cells(label: str, run: dict[str, Any]) -> list[str]:
     worst, trends = run["worst"], run["trends"]
-    volume, suv = worst["volume_ml"], worst["suv_mean"]
-    return (f"| {label} | {run['subjects']} | {run['generate_s_per_subject']:.1f} | "
-            f"{volume['abs_pct']:.1f}% ({volume['organ']}, {volume['subgroup']}) | "
-            f"{suv['abs_pct']:.1f}% ({suv['organ']}, {suv['subgroup']}) | "
-            f"{trends['same_sign']}/{trends['significant_reference_trends']} | {run['non_finite_voxels']} |")
+    return [label, str(run["subjects"]), f"{run['generate_s_per_subject']:.1f}", _worst(worst["volume_ml"]),
+            _worst(worst["suv_mean"]), f"{trends['same_sign']}/{trends['significant_reference_trends']}",
+            str(run["non_finite_voxels"])]
 
 
 def _or_default(value: Any) -> str:
@@ -233,22 +221,23 @@ def _or_default(value: Any) -> str:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    header = ["| stage-1 steps | subjects | s / subject | worst organ-volume dev. | worst SUVmean dev. | "
-              "trend signs (same/significant) | non-finite voxels |", "|---|---|---|---|---|---|---|"]
+    """The run's tables: full evaluation (and phantom twins), the steps sweep, deviations per subgroup x organ."""
+    full = [_cells(str(results["main_steps"]), results["main"])]
+    if "phantom_baseline" in results:
+        full.append(_cells("phantom twins*", results["phantom_baseline"]))
     lines = [f"# Quality vs held-out phantoms: {results['model']}", "",
              f"Reference {results['reference']}; segmenter {results['segmenter']}; deviation of the generated "
              f"subgroup mean from the reference's, subgroups {results['family']} (sex x age <=65 / >65) and all; "
              f"guidance scale {_or_default(results.get('guidance_scale'))}; demographic prior scale "
              f"{_or_default(results.get('prior_scale'))}; SR back-projection "
              f"iterations {_or_default(results.get('back_projection_iterations'))}.",
-             "", "## Full evaluation", "", *header, _row(str(results["main_steps"]), results["main"])]
+             "", "## Full evaluation", "", *harness.markdown_table(HEADER, full)]
     if "phantom_baseline" in results:
-        lines.append(_row("phantom twins*", results["phantom_baseline"]))
         lines += ["", "\\* not generated: new phantoms simulated for the same demographics (other seeds), i.e. what a "
                   "perfect generator would score with this many subjects; s / subject is the simulation time."]
     if results["sweep"]:
-        lines += ["", f"## Stage-1 steps sweep (first {results['sweep_subjects']} subjects)", "", *header]
-        lines += [_row(steps, run) for steps, run in sorted(results["sweep"].items(), key=lambda kv: int(kv[0]))]
+        lines += ["", f"## Stage-1 steps sweep (first {results['sweep_subjects']} subjects)", "",
+                  *harness.markdown_table(HEADER, [_cells(steps, run) for steps, run in _sweep(results)])]
     runs = [(f"{results['main_steps']} stage-1 steps", results["main"])]
     if "phantom_baseline" in results:
         runs.append(("phantom twins", results["phantom_baseline"]))
@@ -257,15 +246,76 @@ def render_markdown(results: dict[str, Any]) -> str:
             table = run["deviation_pct"][metric]
             organs = sorted({o for g in table.values() for o in g if o != "body"})
             lines += ["", f"## {metric}: deviation (%) per subgroup, {label}", "",
-                      "| subgroup | " + " | ".join(organs) + " |", "|---" * (len(organs) + 1) + "|"]
-            for group, values in table.items():
-                lines.append(f"| {group} | " + " | ".join(f"{values.get(o, math.nan):+.1f}" for o in organs) + " |")
+                      *harness.markdown_table(["subgroup", *organs], [
+                          [group, *(f"{values.get(o, math.nan):+.1f}" for o in organs)]
+                          for group, values in table.items()])]
     if "diversity" in results:
         d = results["diversity"]
         lines += ["", f"Diversity ({d['demographics']}): mean pairwise distance between same-demographic samples "
                       f"{d.get('mean_within_hu_mad'):.1f} HU / {d.get('mean_within_suv_mad'):.3f} SUV "
                       "(0 = identical samples)."]
     return "\n".join(lines) + "\n"
+
+
+def _sweep(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return sorted(results["sweep"].items(), key=lambda kv: int(kv[0]))
+
+
+def cell_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """Per target metric over the sex x age x organ cells: mean |deviation| and cells within target."""
+    summary = {}
+    for metric, target in TARGETS.items():
+        cells = [abs(v) for group, organs in run["deviation_pct"][metric].items() if group != "all"
+                 for organ, v in organs.items() if organ != "body" and math.isfinite(v)]
+        summary[metric] = {"mean_abs_dev_pct": sum(cells) / len(cells) if cells else math.nan,
+                           "within_target": f"{sum(c <= target for c in cells)}/{len(cells)}"}
+    return summary
+
+
+def _headline(evaluation: str, run: dict[str, Any]) -> dict[str, Any]:
+    cells, worst, trends = cell_summary(run), run["worst"], run["trends"]
+    wasserstein = run.get("wasserstein") or {}
+    return {"evaluation": evaluation, "subjects_evaluated": run["subjects"],
+            "s_per_subject": round(run["generate_s_per_subject"], 1),
+            "mean_abs_volume_dev_pct": round(cells["volume_ml"]["mean_abs_dev_pct"], 2),
+            "mean_abs_suv_mean_dev_pct": round(cells["suv_mean"]["mean_abs_dev_pct"], 2),
+            f"volume_cells_within_{TARGETS['volume_ml']:g}_pct": cells["volume_ml"]["within_target"],
+            f"suv_mean_cells_within_{TARGETS['suv_mean']:g}_pct": cells["suv_mean"]["within_target"],
+            "worst_volume_cell": _worst(worst["volume_ml"]), "worst_suv_mean_cell": _worst(worst["suv_mean"]),
+            "trend_signs": f"{trends['same_sign']}/{trends['significant_reference_trends']}",
+            "w1_hu": round(wasserstein["hu"], 1) if "hu" in wasserstein else None,
+            "w1_suv": round(wasserstein["suv"], 3) if "suv" in wasserstein else None,
+            "non_finite_voxels": run["non_finite_voxels"]}
+
+
+def headline_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The collated table's rows: the full evaluation (with the diversity check: distance between samples of one
+    demographic tuple), the phantom twins, each sweep setting; deviations over the sex x age x organ cells, as the
+    model card quotes them."""
+    full = _headline(f"full ({results['main_steps']} steps)", results["main"])
+    if "diversity" in results:
+        full["same_demographics_hu_mad"] = round(results["diversity"]["mean_within_hu_mad"], 1)
+        full["same_demographics_suv_mad"] = round(results["diversity"]["mean_within_suv_mad"], 3)
+    rows = [full]
+    if "phantom_baseline" in results:
+        rows.append(_headline("phantom twins", results["phantom_baseline"]))
+    rows += [_headline(f"sweep {steps} steps (first {results['sweep_subjects']})", run)
+             for steps, run in _sweep(results)]
+    return rows
+
+
+BENCHMARK = harness.Benchmark("quality", __doc__, __file__, render_markdown, headline_rows)
+
+
+def run_config(model: dict[str, Any], sampling: dict[str, Any], reference: str | Path, subjects: int,
+               sweep_steps: list[int], sweep_subjects: int, segmenter: str, phantom_baseline: bool,
+               diversity_seeds: int) -> dict[str, Any]:
+    """What the figures depend on: weights, reference and subjects, the sampling settings as the pipeline
+    resolves them, the sweep, the segmenter and the extra checks."""
+    return {**model, "reference": harness.relative(reference), "subjects": subjects, **sampling,
+            "sweep_steps": list(sweep_steps), "sweep_subjects": sweep_subjects if sweep_steps else None,
+            "segmenter": segmenter, "phantom_baseline": phantom_baseline,
+            "diversity_seeds": diversity_seeds if diversity_seeds > 1 else 0}
 
 
 if __name__ == "__main__":

@@ -10,27 +10,20 @@ figures choose ``DEFAULT_SR_STEPS`` and the exported SR scheduler's ``sigma_max`
 
     python benchmarks/bench_sr.py --limit 4 --steps 0 1 2 4 --sigma-max 2 0.5
 
-Results: benchmarks/results/sr_<tag>.{json,md}.
+Results: benchmarks/results/sr.{json,md}, one run per configuration (``--tag`` labels it).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-
-ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
-sys.path.insert(0, str(REPO))
 
 
 def truth_grids(pipe) -> tuple[Any, Any]:
@@ -65,25 +58,19 @@ def compare(ct: np.ndarray, pet: np.ndarray, true_ct: np.ndarray, true_pet: np.n
 def main(argv: list[str] | None = None) -> int:
     from diffusers import EDMDPMSolverMultistepScheduler
 
-    from petct_pipeline import PETCTPipeline
-    from petct_pipeline.checkpoints import default_model
     from petct_pipeline.data.preprocess import preprocess_study
     from petct_pipeline.data.scan import scan_dataset
     from petct_pipeline.geometry import body_slices
     from petct_pipeline.intensity import from_model_space
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped weights)")
-    parser.add_argument("--data", type=Path, default=REPO / "data" / "phantoms_heldout")
+    parser = harness.argument_parser(__doc__, model=True, reference="--data", tag=True)
     parser.add_argument("--limit", type=int, default=4, help="held-out subjects")
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 1, 2, 4], help="SR steps (0: upsampling only)")
     parser.add_argument("--sigma-max", type=float, nargs="+", default=None,
                         help="SR sigma_max values (default: the pipeline's)")
-    parser.add_argument("--tag", default="cpu")
     args = parser.parse_args(argv)
 
-    pipe = PETCTPipeline.from_pretrained(args.model or default_model())
-    pipe.set_progress_bar_config(disable=True)
+    model, pipe = harness.load_pipeline(args.model)
     scale, config = pipe.config.sr_scale, pipe.sr_scheduler.config
     sigmas = args.sigma_max or [float(config.sigma_max)]
     base_grid, fine_grid = truth_grids(pipe)
@@ -112,14 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 
-    summary = summarise(rows)
-    out = ROOT / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    result = {"model": args.model or default_model(), "data": str(args.data), "subjects": len(studies),
-              "threads": torch.get_num_threads(), "platform": platform.platform(), "summary": summary, "rows": rows}
-    (out / f"sr_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"sr_{args.tag}.md").write_text(render_markdown(result))
-    print((out / f"sr_{args.tag}.md").read_text())
+    result = {"model": model, "data": str(args.data), "subjects": len(studies), "threads": torch.get_num_threads(),
+              "summary": summarise(rows), "rows": rows}
+    print(BENCHMARK.save(args.tag, run_config(result, harness.model_info(model, stage1=False)), result, argv))
     return 0
 
 
@@ -134,17 +116,37 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for (sigma, steps), group in settings.items()]
 
 
+HEADER = ["SR steps", "sigma_max", "CT MAE (HU)", "PET MAE (SUV)", "CT texture ratio", "s / subject"]
+
+
+def _cells(s: dict[str, Any]) -> list[str]:
+    sigma = "upsampling only" if s["steps"] == 0 else f"{s['sigma_max']:g}"
+    return [str(s["steps"]), sigma, f"{s['ct_mae_hu']:.1f}", f"{s['pet_mae_suv']:.3f}", f"{s['ct_texture_ratio']:.2f}",
+            f"{s['seconds']:.1f}"]
+
+
+def table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Mean errors per SR setting (the run's table, also its rows in the collated table)."""
+    return HEADER, [_cells(s) for s in result["summary"]]
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"# SR stage alone: {result['model']}", "",
              f"{result['subjects']} phantoms of {result['data']} preprocessed to the base grid and refined; "
              f"errors inside the body against the 4 mm truth; {result['threads']} torch thread(s).", "",
-             "| SR steps | sigma_max | CT MAE (HU) | PET MAE (SUV) | CT texture ratio | s / subject |",
-             "|---|---|---|---|---|---|"]
-    for s in result["summary"]:
-        sigma = "upsampling only" if s["steps"] == 0 else f"{s['sigma_max']:g}"
-        lines.append(f"| {s['steps']} | {sigma} | {s['ct_mae_hu']:.1f} | {s['pet_mae_suv']:.3f} | "
-                     f"{s['ct_texture_ratio']:.2f} | {s['seconds']:.1f} |")
+             *harness.markdown_table(*table(result))]
     return "\n".join(lines) + "\n"
+
+
+BENCHMARK = harness.Benchmark("sr", __doc__, __file__, render_markdown, table=table)
+
+
+def run_config(result: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """What the figures depend on: the SR weights, the data and subjects, the SR steps and sigma_max swept."""
+    summary = result["summary"]
+    return {**model, "reference": harness.relative(result["data"]), "subjects": result["subjects"],
+            "sr_steps_swept": list(dict.fromkeys(s["steps"] for s in summary)),
+            "sigma_max_swept": list(dict.fromkeys(s["sigma_max"] for s in summary if s["sigma_max"] is not None))}
 
 
 if __name__ == "__main__":

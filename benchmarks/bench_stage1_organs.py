@@ -26,44 +26,35 @@ at small S it returns the reference, at sigma_max it samples from scratch.
     python benchmarks/bench_stage1_organs.py --limit 120 --steps 32 --tag cpu_steps32
     python benchmarks/bench_stage1_organs.py --limit 60 --steps 32 --start-sigma 1.0 --tag cpu_from1
 
-Results: benchmarks/results/stage1_organs_<tag>.{json,md}.
+Results: benchmarks/results/stage1_organs.{json,md}, one run per configuration (``--tag`` labels it).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(ROOT))
-
-from bench_conditioning import (  # noqa: E402
+from bench_conditioning import (
     Measure,
     generated_measures,
     measure_volumes,
     reference_index,
     reference_measures,
 )
-from bench_quality import TARGETS  # noqa: E402
+from bench_quality import TARGETS
 
-from petct_pipeline import PETCTPipeline  # noqa: E402
-from petct_pipeline.demographics import Demographics  # noqa: E402
-from petct_pipeline.evaluation.metrics import measure_organs  # noqa: E402
-from petct_pipeline.evaluation.statistics import compare, spread_ratio  # noqa: E402
-from petct_pipeline.evaluation.subgroups import SubgroupScheme  # noqa: E402
-from petct_pipeline.geometry import ras_affine  # noqa: E402
-from petct_pipeline.organs import EVALUATION_ORGANS  # noqa: E402
+from petct_pipeline import PETCTPipeline
+from petct_pipeline.demographics import Demographics
+from petct_pipeline.evaluation.metrics import measure_organs
+from petct_pipeline.evaluation.statistics import compare, spread_ratio
+from petct_pipeline.evaluation.subgroups import SubgroupScheme
+from petct_pipeline.geometry import ras_affine
+from petct_pipeline.organs import EVALUATION_ORGANS
 
 SCHEME = SubgroupScheme(families=("sex_age",))
 
@@ -156,9 +147,12 @@ def _generation(result: dict[str, Any]) -> str:
 
 
 def render_markdown(result: dict[str, Any]) -> str:
+    """The run's tables: all subjects per organ (mean, median, spread), then each metric per sex x age cell."""
     table = result["table"]
     # organs the reference has (the bladder is outside the default field of view)
     organs = [o for o in result["organs"] if math.isfinite(table["all"]["volume_ml"][o]["mean_dev_pct"])]
+    all_rows = [[organ, *(cell for metric in TARGETS for cell in _all_cells(table["all"][metric][organ]))]
+                for organ in organs]
     lines = [f"# Stage-1 organs on the {result['spacing_mm']:g} mm grid: {result['model']}", "",
              f"Reference {result['reference']} ({result['subjects']} subjects, preprocessed to the stage-1 grid); "
              f"generated: {_generation(result)}, guidance "
@@ -168,39 +162,65 @@ def render_markdown(result: dict[str, Any]) -> str:
              "## All subjects", "",
              "Deviation (%) of the generated mean / median from the reference's; spread = generated SD / "
              "reference SD.", "",
-             "| organ | " + " | ".join(f"{m} mean | median | spread" for m in TARGETS) + " |",
-             "|---|" + "---|---|---|" * len(TARGETS)]
-    for organ in organs:
-        cells = []
-        for metric in TARGETS:
-            row = table["all"][metric][organ]
-            cells += [f"{row['mean_dev_pct']:+.1f}", f"{row['median_dev_pct']:+.1f}", f"{row['spread_ratio']:.2f}"]
-        lines.append(f"| {organ} | " + " | ".join(cells) + " |")
+             *harness.markdown_table(["organ", *(c for m in TARGETS for c in (f"{m} mean", "median", "spread"))],
+                                     all_rows)]
     for metric, summary in result["summary"].items():
         worst = summary["worst"]
+        cells = [[subgroup, str(table[subgroup][metric][organs[0]]["n"]),
+                  *(f"{table[subgroup][metric][o]['mean_dev_pct']:+.1f}" for o in organs)]
+                 for subgroup in SCHEME.subgroups("sex_age")]
         lines += ["", f"## {metric}: deviation (%) of the mean per sex x age subgroup", "",
                   f"Mean |deviation| over the {summary['cells']} cells {summary['mean_abs_dev_pct']:.2f} %, "
                   f"within {summary['target_pct']:g} %: {summary['within_target']}/{summary['cells']}, worst "
                   f"{worst['abs_pct']:.1f} % ({worst['organ']}, {worst['subgroup']}).", "",
-                  "| subgroup | n | " + " | ".join(organs) + " |", "|---|---|" + "---|" * len(organs)]
-        for subgroup in SCHEME.subgroups("sex_age"):
-            rows = table[subgroup][metric]
-            lines.append(f"| {subgroup} | {rows[organs[0]]['n']} | "
-                         + " | ".join(f"{rows[o]['mean_dev_pct']:+.1f}" for o in organs) + " |")
+                  *harness.markdown_table(["subgroup", "n", *organs], cells)]
     return "\n".join(lines) + "\n"
 
 
+def _all_cells(row: dict[str, Any]) -> list[str]:
+    return [f"{row['mean_dev_pct']:+.1f}", f"{row['median_dev_pct']:+.1f}", f"{row['spread_ratio']:.2f}"]
+
+
+#: the all-subject figures the model card quotes, as (collated column, metric, organ, statistic)
+HEADLINE_CELLS = (("heart_suv_mean_dev_pct", "suv_mean", "heart", "mean_dev_pct"),
+                  ("heart_suv_median_dev_pct", "suv_mean", "heart", "median_dev_pct"),
+                  ("heart_suv_spread", "suv_mean", "heart", "spread_ratio"),
+                  ("kidney_left_suv_spread", "suv_mean", "kidney_left", "spread_ratio"),
+                  ("kidney_right_suv_spread", "suv_mean", "kidney_right", "spread_ratio"),
+                  ("aorta_volume_dev_pct", "volume_ml", "aorta", "mean_dev_pct"))
+
+
+def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The collated table's row: the cell summary per metric and the heart / kidney / aorta figures."""
+    row: dict[str, Any] = {"s_per_subject": round(result["seconds_per_subject"], 2)}
+    for metric, summary in result["summary"].items():
+        row[f"mean_abs_{metric}_dev_pct"] = round(summary["mean_abs_dev_pct"], 2)
+        row[f"{metric}_cells_within_{summary['target_pct']:g}_pct"] = f"{summary['within_target']}/{summary['cells']}"
+    all_subjects = result["table"]["all"]
+    for column, metric, organ, statistic in HEADLINE_CELLS:
+        if organ in all_subjects[metric]:
+            row[column] = round(all_subjects[metric][organ][statistic], 2)
+    return [row]
+
+
+BENCHMARK = harness.Benchmark("stage1_organs", __doc__, __file__, render_markdown, headline_rows)
+
+
+def run_config(result: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """What the figures depend on: stage 1's weights, reference and subjects, the sampling and the segmenter."""
+    return {**model, "reference": harness.relative(result["reference"]), "subjects": result["subjects"],
+            "stage1_steps": result["steps"], "algorithm_type": result["algorithm_type"],
+            "guidance": result["guidance"], "prior_scale": result["prior_scale"],
+            "start_sigma": result.get("start_sigma"), "segmenter": harness.relative(result["segmenter"])}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from petct_pipeline.checkpoints import default_model, default_segmenter
+    from petct_pipeline.checkpoints import default_segmenter
     from petct_pipeline.pipeline_petct import DEFAULT_STEPS, default_guidance_scale
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped weights)")
-    parser.add_argument("--reference", type=Path, default=REPO / "data" / "phantoms_heldout")
+    parser = harness.argument_parser(__doc__, model=True, reference="--reference", cache_dir=True, tag=True)
     parser.add_argument("--segmenter", type=Path, default=None,
                         help="organ segmenter folder (default: the shipped checkpoints/petct-phantom-seg)")
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache",
-                        help="preprocessing cache root (shared with training/train.py --cache_dir)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N reference studies")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps (default: the pipeline's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
@@ -214,15 +234,12 @@ def main(argv: list[str] | None = None) -> int:
                              "of sampling from pure noise; needs guidance 1")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="preprocessing processes")
-    parser.add_argument("--tag", default="cpu")
     args = parser.parse_args(argv)
 
     segmenter = args.segmenter or default_segmenter()
     if segmenter is None:
         parser.error("--segmenter: no organ segmenter is shipped in checkpoints/; pass a segmenter folder")
-    model = args.model or default_model()
-    pipe = PETCTPipeline.from_pretrained(model)
-    pipe.set_progress_bar_config(disable=True)
+    model, pipe = harness.load_pipeline(args.model)
     if args.algorithm_type:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, algorithm_type=args.algorithm_type)
     steps = args.steps or DEFAULT_STEPS
@@ -251,14 +268,8 @@ def main(argv: list[str] | None = None) -> int:
               "subjects": len(subjects), "steps": steps, "algorithm_type": pipe.scheduler.config.algorithm_type,
               "guidance": guidance, "prior_scale": prior_scale, "start_sigma": args.start_sigma,
               "spacing_mm": pipe.config.base_spacing, "seconds_per_subject": seconds, "organs": list(organs),
-              "table": table, "summary": cell_summary(table, organs),
-              "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()}}
-    out = ROOT / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"stage1_organs_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = render_markdown(result)
-    (out / f"stage1_organs_{args.tag}.md").write_text(markdown)
-    print(markdown)
+              "table": table, "summary": cell_summary(table, organs)}
+    print(BENCHMARK.save(args.tag, run_config(result, harness.model_info(model, sr=False)), result, argv))
     return 0
 
 

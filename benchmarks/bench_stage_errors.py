@@ -16,7 +16,8 @@ not sampling noise: what the SR stage alone costs is ``sr`` minus ``fine``.
 
     python benchmarks/bench_stage_errors.py --limit 24
 
-Results: benchmarks/results/stage_errors_<tag>.{json,md}; volumes and reports under --work.
+Results: benchmarks/results/stage_errors.{json,md}, one run per configuration (``--tag`` labels it);
+volumes and reports under --work.
 """
 
 from __future__ import annotations
@@ -24,22 +25,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
-import sys
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
 import torch.nn.functional as F
-
-ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(ROOT))
-
-from bench_quality import TARGETS, _run, read_deviations  # noqa: E402
-from bench_sr import refine, truth_grids  # noqa: E402
+from bench_quality import TARGETS, read_deviations
+from bench_sr import refine, truth_grids
 
 VARIANTS = ("fine", "upsampled", "sr", "sr_back_projected")
 
@@ -62,8 +57,6 @@ def subset_reference(reference: Path, subjects: list[str], dest: Path) -> Path:
 
 def write_variants(args: argparse.Namespace) -> dict[str, Any]:
     """Write one cohort per variant and the matching reference subset under --work; return the timings."""
-    from petct_pipeline import PETCTPipeline
-    from petct_pipeline.checkpoints import default_model
     from petct_pipeline.data.preprocess import preprocess_study
     from petct_pipeline.data.scan import scan_dataset
     from petct_pipeline.geometry import body_slices, ras_affine
@@ -71,8 +64,7 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
     from petct_pipeline.pipeline_output import PETCTPipelineOutput
     from petct_pipeline.pipeline_petct import DEFAULT_BACK_PROJECTION_ITERATIONS, DEFAULT_SR_STEPS
 
-    pipe = PETCTPipeline.from_pretrained(args.model or default_model())
-    pipe.set_progress_bar_config(disable=True)
+    _, pipe = harness.load_pipeline(args.model)
     sr_steps = args.sr_steps or DEFAULT_SR_STEPS
     base_grid, fine_grid = truth_grids(pipe)
     spacing = (pipe.output_spacing,) * 3
@@ -104,42 +96,41 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
             output.save(args.work / f"generated_{variant}" / study.key.replace("/", "_"))
         print(f"{index + 1}/{len(studies)} {study.key}", flush=True)
     timing = {variant: total / len(studies) for variant, total in seconds.items()}
-    timing |= {"subjects": len(studies), "sr_steps": sr_steps}
+    timing |= {"subjects": len(studies), "sr_steps": sr_steps,
+               "back_projection_iterations": DEFAULT_BACK_PROJECTION_ITERATIONS}
     (args.work / "timing.json").write_text(json.dumps(timing))
     return timing
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="pipeline folder (default: the shipped weights)")
-    parser.add_argument("--reference", type=Path, default=REPO / "data" / "phantoms_heldout")
+    parser = harness.argument_parser(__doc__, model=True, reference="--reference", tag=True)
     parser.add_argument("--limit", type=int, default=24, help="first N held-out subjects")
     parser.add_argument("--sr-steps", type=int, default=None, help="SR steps (default: the pipeline's)")
     parser.add_argument("--workers", type=int, default=2, help="petct evaluate --workers")
-    parser.add_argument("--work", type=Path, default=REPO / "runs" / "stage_errors")
+    parser.add_argument("--work", type=Path, default=harness.REPO / "runs" / "stage_errors")
     parser.add_argument("--evaluate-only", action="store_true", help="reuse the volumes --work already holds")
-    parser.add_argument("--tag", default="cpu")
     args = parser.parse_args(argv)
 
     timing = write_variants(args)
     result: dict[str, Any] = {"model": args.model or "shipped", "reference": str(args.reference),
-                              "timing_s_per_subject": timing, "threads": torch.get_num_threads(),
-                              "platform": platform.platform(), "variants": {}}
+                              "timing_s_per_subject": timing, "threads": torch.get_num_threads(), "variants": {}}
     for variant in VARIANTS:
         report = args.work / f"report_{variant}"
-        _run(["evaluate", "--generated", str(args.work / f"generated_{variant}"), "--reference",
-              str(args.work / "reference"), "--out", str(report), "--workers", str(args.workers), "--no-plots",
-              "--subgroups", "sex_age"])
+        harness.run_petct(["evaluate", "--generated", str(args.work / f"generated_{variant}"), "--reference",
+                           str(args.work / "reference"), "--out", str(report), "--workers", str(args.workers),
+                           "--no-plots", "--subgroups", "sex_age"])
         result["variants"][variant] = read_deviations(report)
-    out = ROOT / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"stage_errors_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"stage_errors_{args.tag}.md").write_text(render_markdown(result))
-    print((out / f"stage_errors_{args.tag}.md").read_text())
+    model = harness.model_info(harness.resolve_model(args.model), stage1=False)
+    print(BENCHMARK.save(args.tag, run_config(result, model, args.reference), result, argv))
     return 0
 
 
+def _worst(worst: dict[str, Any]) -> str:
+    return f"{worst['abs_pct']:.1f} ({worst['organ']}, {worst['subgroup']})"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
+    """The run's tables: per target metric, each variant's all-subject deviation per organ and worst cell."""
     timing = result["timing_s_per_subject"]
     lines = [f"# Stage errors: the cascade fed the true 16 mm volume ({result['model']})", "",
              f"{timing['subjects']} held-out phantoms of {result['reference']}, paired with themselves; "
@@ -148,15 +139,42 @@ def render_markdown(result: dict[str, Any]) -> str:
              "Deviation (%) of the all-subject mean from the phantoms' own.", ""]
     for metric in TARGETS:
         organs = list(result["variants"]["fine"]["deviation_pct"][metric]["all"])
-        lines += [f"## {metric}", "", "| variant | " + " | ".join(organs) + " | worst sex x age cell |",
-                  "|---|" + "---|" * (len(organs) + 1)]
-        for variant, data in result["variants"].items():
-            row = data["deviation_pct"][metric]["all"]
-            worst = data["worst"][metric]
-            lines.append(f"| {variant} | " + " | ".join(f"{row[o]:+.1f}" for o in organs)
-                         + f" | {worst['abs_pct']:.1f} ({worst['organ']}, {worst['subgroup']}) |")
-        lines.append("")
+        rows = [[variant, *(f"{data['deviation_pct'][metric]['all'][o]:+.1f}" for o in organs),
+                 _worst(data["worst"][metric])] for variant, data in result["variants"].items()]
+        lines += [f"## {metric}", "", *harness.markdown_table(["variant", *organs, "worst sex x age cell"], rows), ""]
     return "\n".join(lines)
+
+
+def _largest(deviations: dict[str, float]) -> str:
+    """The organ furthest from the phantoms, as 'deviation (organ)'."""
+    organ = max((o for o, v in deviations.items() if o != "body" and math.isfinite(v)),
+                key=lambda o: abs(deviations[o]))
+    return f"{deviations[organ]:+.1f} ({organ})"
+
+
+def headline_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The collated table's rows, one per variant: its time, the organ furthest off over all subjects and the worst
+    sex x age cell, per target metric."""
+    timing = result["timing_s_per_subject"]
+    return [{"variant": variant, "s_per_subject": None if timing.get(variant) is None else round(timing[variant], 2),
+             **{f"largest_all_subject_{metric}_dev_pct": _largest(data["deviation_pct"][metric]["all"])
+                for metric in TARGETS},
+             **{f"worst_{metric}_cell_pct": _worst(data["worst"][metric]) for metric in TARGETS}}
+            for variant, data in result["variants"].items()]
+
+
+BENCHMARK = harness.Benchmark("stage_errors", __doc__, __file__, render_markdown, headline_rows)
+
+
+def run_config(result: dict[str, Any], model: dict[str, Any], reference: str | Path) -> dict[str, Any]:
+    """What the figures depend on: the SR weights, the phantoms, SR steps and back-projection iterations."""
+    from petct_pipeline.pipeline_petct import DEFAULT_BACK_PROJECTION_ITERATIONS
+
+    timing = result["timing_s_per_subject"]
+    back_projection = timing.get("back_projection_iterations", DEFAULT_BACK_PROJECTION_ITERATIONS)
+    return {**model, "reference": harness.relative(reference), "subjects": timing["subjects"],
+            "sr_steps": timing["sr_steps"],
+            "back_projection_iterations": back_projection if "sr_back_projected" in result["variants"] else None}
 
 
 if __name__ == "__main__":

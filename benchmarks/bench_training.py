@@ -21,35 +21,13 @@ first step.
 
 from __future__ import annotations
 
-import argparse
-import json
-import multiprocessing as mp
 import platform
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-REPO = ROOT.parent
-sys.path.insert(0, str(REPO))
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _current_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
+import harness
 
 
 def _synthetic_batch(stage, batch_size: int, generator) -> dict[str, Any]:
@@ -87,7 +65,7 @@ def measure_stage(config_name: str, stage_name: str, device: str, steps: int, wa
     from training.stages import get_stage
     from training.train import resolve_mixed_precision
 
-    config = load_config(REPO / "training" / "configs" / f"{config_name}.yaml")
+    config = load_config(harness.REPO / "training" / "configs" / f"{config_name}.yaml")
     options = training_options(config, stage_name)
     batch = batch_size or options.batch_size
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=resolve_mixed_precision(
@@ -107,12 +85,11 @@ def measure_stage(config_name: str, stage_name: str, device: str, steps: int, wa
     dev = accelerator.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    rss_before = _current_rss_mb()
+    rss_before = harness.current_rss_mb()
     times = []
     for step in range(warmup + steps):
         data = batches[step % len(batches)]
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        harness.synchronize(dev)
         start = time.perf_counter()
         loss, _ = stage.loss(model, data, make_generator(dev, step))
         accelerator.backward(loss)
@@ -120,12 +97,11 @@ def measure_stage(config_name: str, stage_name: str, device: str, steps: int, wa
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.step(model.parameters())
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        harness.synchronize(dev)
         times.append(time.perf_counter() - start)
     timed = times[warmup:]
     seconds = sum(timed) / len(timed)
-    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else _rss_mb()
+    peak = harness.peak_memory_mb(dev)
     shape = (list(stage.preprocess_config(stage.grid).shape) if stage_name == "base" else list(stage.patch))
     return {
         "config": config_name,
@@ -183,59 +159,59 @@ def measure_preprocessing(spacing: float) -> dict[str, Any]:
         "spacing_mm": spacing,
         "output_shape": list(result.volume.shape),
         "seconds": round(seconds, 3),
-        "peak_memory_mb": round(_rss_mb(), 1),
+        "peak_memory_mb": round(harness.peak_memory_mb(), 1),
         "cache_mb_float16": round(result.volume.size * 2 / 2**20, 2),
     }
 
 
-def _worker(queue, function, kwargs) -> None:
-    try:
-        queue.put(("ok", function(**kwargs)))
-    except BaseException as error:  # report, never hang the parent
-        queue.put(("error", f"{type(error).__name__}: {error}"))
+TRAINING_HEADER = ["config", "stage", "device", "precision", "grad ckpt", "batch", "sample (C x X x Y x Z)", "mm",
+                   "params M", "s/step", "samples/s", "peak MB", "+MB over start"]
+PREPROCESSING_HEADER = ["preprocessing", "native grid", "output", "s/study", "peak MB", "cache MB/study (float16)"]
 
 
-def _in_fresh_process(function, **kwargs) -> dict[str, Any]:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_worker, args=(queue, function, kwargs))
-    process.start()
-    status, value = queue.get()
-    process.join()
-    if status != "ok":
-        raise RuntimeError(value)
-    return value
+def _training_cells(r: dict[str, Any]) -> list[str]:
+    batch = f"{r['batch_size']}" + ("" if r["batch_size"] == r["config_batch_size"]
+                                    else f" (config {r['config_batch_size']})")
+    return [r["config"], r["stage"], r["device"], r["mixed_precision"], "yes" if r["gradient_checkpointing"] else "no",
+            batch, " x ".join(map(str, r["sample_shape"])), f"{r['spacing_mm']:g}", str(r["params_m"]),
+            str(r["seconds_per_step"]), str(r["samples_per_s"]), str(r["peak_memory_mb"]),
+            "-" if r["memory_increase_mb"] is None else str(r["memory_increase_mb"])]
 
 
-def _markdown(rows: list[dict[str, Any]], preprocessing: list[dict[str, Any]]) -> str:
-    lines = [
-        "| config | stage | device | precision | grad ckpt | batch | sample (C x X x Y x Z) | mm | params M "
-        "| s/step | samples/s | peak MB | +MB over start |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        batch = f"{r['batch_size']}" + ("" if r["batch_size"] == r["config_batch_size"]
-                                        else f" (config {r['config_batch_size']})")
-        lines.append(
-            f"| {r['config']} | {r['stage']} | {r['device']} | {r['mixed_precision']} | "
-            f"{'yes' if r['gradient_checkpointing'] else 'no'} | {batch} | {' x '.join(map(str, r['sample_shape']))} | "
-            f"{r['spacing_mm']:g} | {r['params_m']} | {r['seconds_per_step']} | {r['samples_per_s']} | "
-            f"{r['peak_memory_mb']} | {r['memory_increase_mb'] if r['memory_increase_mb'] is not None else '-'} |"
-        )
-    if preprocessing:
-        lines += ["", "| preprocessing | native grid | output | s/study | peak MB | cache MB/study (float16) |",
-                  "|---|---|---|---|---|---|"]
-        for p in preprocessing:
-            lines.append(
-                f"| {p['spacing_mm']:g} mm | {' x '.join(map(str, p['native_shape']))} | "
-                f"{' x '.join(map(str, p['output_shape']))} | {p['seconds']} | {p['peak_memory_mb']} | "
-                f"{p['cache_mb_float16']} |"
-            )
+def _preprocessing_cells(p: dict[str, Any]) -> list[str]:
+    return [f"{p['spacing_mm']:g} mm", " x ".join(map(str, p["native_shape"])), " x ".join(map(str, p["output_shape"])),
+            str(p["seconds"]), str(p["peak_memory_mb"]), str(p["cache_mb_float16"])]
+
+
+def render_markdown(payload: dict[str, Any]) -> str:
+    """The run's tables: optimisation steps per config and stage, then preprocessing per grid."""
+    lines = harness.markdown_table(TRAINING_HEADER, [_training_cells(r) for r in payload["training"]])
+    if payload["preprocessing"]:
+        lines += ["", *harness.markdown_table(PREPROCESSING_HEADER,
+                                              [_preprocessing_cells(p) for p in payload["preprocessing"]])]
     return "\n".join(lines) + "\n"
 
 
+def headline_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The collated table's rows: one per trained stage (its device is the configuration's), then one per
+    preprocessing grid."""
+    rows = harness.table_rows(TRAINING_HEADER, [_training_cells(r) for r in payload["training"]])
+    return ([{k: v for k, v in row.items() if k != "device"} for row in rows]
+            + harness.table_rows(PREPROCESSING_HEADER, [_preprocessing_cells(p) for p in payload["preprocessing"]]))
+
+
+BENCHMARK = harness.Benchmark("training", __doc__, __file__, render_markdown, headline_rows)
+
+
+def run_config(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments the figures depend on (``vars(args)`` without the output folder)."""
+    keys = ("device", "configs", "stages", "steps", "warmup", "batch_size", "cpu_paper_batch_size",
+            "cpu_paper_steps")
+    return {**{k: arguments[k] for k in keys}, "preprocessing_timed": not arguments["no_preprocessing"]}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.argument_parser(__doc__)
     parser.add_argument("--configs", nargs="+", default=["phantom_demo", "autopet_paper"])
     parser.add_argument("--stages", nargs="+", default=["base", "sr"])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -246,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="batch size for autopet_paper on CPU (its config batch needs a GPU); 0 = config's")
     parser.add_argument("--cpu_paper_steps", type=int, default=1, help="timed steps for autopet_paper on CPU")
     parser.add_argument("--no_preprocessing", action="store_true", help="skip the preprocessing timing")
-    parser.add_argument("--out", type=Path, default=ROOT / "results", help="folder for training_<device>.json/.md")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS, help="folder of training.json / .md")
     args = parser.parse_args(argv)
 
     rows = []
@@ -255,36 +231,24 @@ def main(argv: list[str] | None = None) -> int:
             paper_on_cpu = config == "autopet_paper" and args.device == "cpu"
             batch = args.batch_size or (args.cpu_paper_batch_size or None if paper_on_cpu else None)
             steps = args.cpu_paper_steps if paper_on_cpu else args.steps
-            row = _in_fresh_process(measure_stage, config_name=config, stage_name=stage, device=args.device,
-                                    steps=steps, warmup=args.warmup, batch_size=batch)
+            row = harness.in_fresh_process(measure_stage, config_name=config, stage_name=stage, device=args.device,
+                                           steps=steps, warmup=args.warmup, batch_size=batch)
             rows.append(row)
             print(f"{config:14s} {stage:4s} {row['samples_per_s']:9.4f} samples/s  "
                   f"{row['seconds_per_step']:9.3f} s/step  peak {row['peak_memory_mb']:9.1f} MB", flush=True)
     preprocessing = []
     if not args.no_preprocessing:
         for spacing in (8.0, 2.0):
-            result = _in_fresh_process(measure_preprocessing, spacing=spacing)
+            result = harness.in_fresh_process(measure_preprocessing, spacing=spacing)
             preprocessing.append(result)
             print(f"preprocess {spacing:g} mm: {result['seconds']} s/study, peak {result['peak_memory_mb']} MB",
                   flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": "training",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": mp.cpu_count(),
-        "arguments": {k: str(v) for k, v in vars(args).items()},
-        "training": rows,
-        "preprocessing": preprocessing,
-    }
-    (args.out / f"training_{args.device}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    table = _markdown(rows, preprocessing)
-    (args.out / f"training_{args.device}.md").write_text(table)
+    payload = {"training": rows, "preprocessing": preprocessing}
+    table = BENCHMARK.save(args.device, run_config(vars(args)), payload, argv, args.out)
     print()
     print(table)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
