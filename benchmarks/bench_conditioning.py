@@ -87,14 +87,12 @@ def generated_measures(pipe: PETCTPipeline, subjects: list[Demographics], steps:
                        prior_scale: float, batch_size: int, measure: Measure = coarse_anatomy
                        ) -> list[dict[str, Any]]:
     """Stage-1 samples (seed = position in the list) measured like the reference."""
-    from petct_pipeline.pipeline_petct import _StepCounter
-
     rows = []
     for start in range(0, len(subjects), batch_size):
         chunk = subjects[start : start + batch_size]
         generators = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
         # the pipeline's own stage-1 sampler; one generator per subject draws the same noise as single calls
-        low_res = pipe._sample_base(chunk, steps, guidance, prior_scale, generators, _StepCounter(None, ()))
+        low_res = pipe.sample_base(chunk, steps, guidance, prior_scale, generators)
         rows += measure_volumes(low_res.float().numpy(), pipe.config.base_spacing, measure)
     return rows
 

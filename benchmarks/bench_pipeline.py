@@ -82,12 +82,12 @@ def shipped_stage(model_path: str, stage: str, device: str, height: float, steps
         # the pipeline's defaults: with guidance, conditional and unconditional rows in one batch of 2
         prior_scale = pipe.default_prior_scale
         guidance = default_guidance_scale(prior_scale)
-        pipe._sample_base([subject], steps["base"], guidance, prior_scale, generator, _NoCallback())
+        pipe.sample_base([subject], steps["base"], guidance, prior_scale, generator)
         nfe, network = calls["unet"], pipe.unet
         shape = (1 if guidance == 1.0 else 2, 2, *pipe.base_shape)
     else:
         low = torch.zeros(1, 2, *pipe.base_shape, device=device_)
-        pipe._sample_super_resolution(low, subject, steps["sr"], 0.02, 96, 8, generator, _NoCallback())
+        pipe.super_resolve(low, subject, steps["sr"], 0.02, generator)
         nfe, network = calls["sr_unet"], pipe.sr_unet
         shape = (1, 2, *pipe.output_shape[:2], min(96, pipe.output_shape[2]))
     harness.synchronize(device_)
@@ -150,11 +150,6 @@ def paper_stage(stage: str, device: str, steps: int, measured_nfe: int, sr_timed
         "gflops_per_nfe": round(flops / 1e9, 1),
         "network_input": list(shape),
     }
-
-
-class _NoCallback:
-    def __call__(self, pipe, t, latents, stage):
-        return latents
 
 
 # ----------------------------------------------------------------------------- report

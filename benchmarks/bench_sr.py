@@ -37,11 +37,7 @@ def truth_grids(pipe) -> tuple[Any, Any]:
 
 def refine(pipe, low: torch.Tensor, demographics, steps: int, seed: int) -> torch.Tensor:
     """The SR stage alone on a (1, 2, *base_shape) volume, chunked and noise-augmented as the pipeline does."""
-    from petct_pipeline.pipeline_petct import _StepCounter
-
-    with torch.no_grad():
-        return pipe._sample_super_resolution(low, demographics, steps, pipe.config.sr_noise_level, 96, 8,
-                                             torch.Generator().manual_seed(seed), _StepCounter(None, ()))
+    return pipe.super_resolve(low, demographics, steps, generator=torch.Generator().manual_seed(seed))
 
 
 def compare(ct: np.ndarray, pet: np.ndarray, true_ct: np.ndarray, true_pet: np.ndarray) -> dict[str, float]:

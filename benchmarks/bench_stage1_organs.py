@@ -84,25 +84,18 @@ def renoised_measures(pipe: PETCTPipeline, volumes: list[np.ndarray], subjects: 
     scheduler.set_timesteps(steps)
     grid = scheduler.sigmas.float()
     sigmas = torch.cat([torch.tensor([start_sigma]), grid[grid < start_sigma]])
+    denoiser = pipe.stage1_denoiser
     rows = []
     for start in range(0, len(subjects), batch_size):
         chunk = subjects[start : start + batch_size]
-        features = pipe.demographic_encoder.features(chunk)
-        embedding = pipe.demographic_encoder(features).embedding.to(pipe.unet.dtype)
-        shift = prior_scale * pipe.demographic_prior(features) if prior_scale > 0 else 0.0
+        condition = denoiser.condition(chunk, guidance_scale=1.0, prior_scale=prior_scale)
         clean = torch.from_numpy(np.stack(volumes[start : start + batch_size]))
         noise = torch.stack([torch.randn(clean.shape[1:], generator=torch.Generator().manual_seed(start + i))
                              for i in range(len(chunk))])
         x = clean + start_sigma * noise
-        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-            model_input = scheduler.precondition_inputs(x, sigma)
-            output = pipe.unet(model_input.to(pipe.unet.dtype), scheduler.precondition_noise(sigma),
-                               encoder_embedding=embedding).sample.float()
-            denoised = scheduler.precondition_outputs(x, output, sigma)
-            if prior_scale > 0 and sigma > pipe.demographic_prior.config.sigma_min:
-                denoised = denoised + shift
-            x = x + (sigma_next - sigma) * (x - denoised) / sigma
-        rows += measure_volumes(pipe._mask_outside_body(x, chunk).numpy(), pipe.config.base_spacing, measure)
+        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):  # Euler: Karras et al. (2022), Algorithm 1
+            x = x + (sigma_next - sigma) * (x - denoiser.denoise(x, sigma, condition)) / sigma
+        rows += measure_volumes(pipe.mask_outside_body(x, chunk).numpy(), pipe.config.base_spacing, measure)
     return rows
 
 

@@ -74,7 +74,7 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
     if args.evaluate_only:
         return json.loads((args.work / "timing.json").read_text())
     for index, study in enumerate(studies):
-        low = pipe._mask_outside_body(torch.from_numpy(preprocess_study(study, base_grid).volume)[None],
+        low = pipe.mask_outside_body(torch.from_numpy(preprocess_study(study, base_grid).volume)[None],
                                       [study.demographics])
         body = body_slices(study.demographics.height, pipe.output_spacing, max_slices=pipe.output_shape[2])
         for variant in VARIANTS:
@@ -87,7 +87,7 @@ def write_variants(args: argparse.Namespace) -> dict[str, Any]:
             elif variant == "sr":
                 volume = refined = refine(pipe, low, study.demographics, sr_steps, seed=index)
             else:  # the same SR output, back-projected as the pipeline does by default
-                volume = pipe._back_project(refined, low, DEFAULT_BACK_PROJECTION_ITERATIONS)
+                volume = pipe.back_project(refined, low, DEFAULT_BACK_PROJECTION_ITERATIONS)
             seconds[variant] += time.perf_counter() - start
             ct, pet = from_model_space(volume[0, 0].float().numpy(), volume[0, 1].float().numpy())
             output = PETCTPipelineOutput(ct=[ct], pet=[pet], affines=[ras_affine(ct.shape, spacing)],

@@ -26,13 +26,13 @@ def tiny_pipeline_dir(tmp_path_factory):
     return path
 
 
-# ------------------------------------------------------------------ evaluation cohorts (tests/evaluation_cohorts.py)
+# ------------------------------------------------ evaluation cohorts (tests/helpers/evaluation_cohorts.py)
 
 
 @pytest.fixture(scope="session")
 def reference_dir(tmp_path_factory):
     """The tiny AutoPET-layout reference cohort, shared by the evaluation test files."""
-    from evaluation_cohorts import write_autopet  # imported on use, like the pipeline above: the env is set first
+    from tests.helpers.evaluation_cohorts import write_autopet
 
     return write_autopet(tmp_path_factory.mktemp("reference"))
 

@@ -7,13 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-from evaluation_cohorts import DEMOGRAPHICS, write_generated
 from scipy import ndimage
 
 from petct_pipeline.evaluation import BODY, METRICS, evaluate
 from petct_pipeline.evaluation.statistics import spread_ratio
 from petct_pipeline.io import load_nifti, save_nifti
 from petct_pipeline.organs import EVALUATION_ORGANS, LABEL_IDS
+from tests.helpers.evaluation_cohorts import DEMOGRAPHICS, write_generated
 
 
 def test_reference_against_itself_gives_zero_deviation_everywhere(self_report):

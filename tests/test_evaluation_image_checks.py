@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from evaluation_cohorts import DEMOGRAPHICS, SPACING, make_volumes, write_generated
-
 from petct_pipeline.demographics import Demographics
 from petct_pipeline.evaluation import discover_inputs
 from petct_pipeline.evaluation.cohort_checks import DIVERSITY_BASELINE, thumbnail_keys
 from petct_pipeline.evaluation.image_checks import mean_pairwise_distance, thumbnail
+from tests.helpers.evaluation_cohorts import DEMOGRAPHICS, SPACING, make_volumes, write_generated
 
 
 def test_diversity_exposes_identical_samples(tmp_path):

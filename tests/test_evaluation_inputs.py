@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from evaluation_cohorts import DEMOGRAPHICS, write_generated
 
 from petct_pipeline.evaluation import discover_inputs, evaluate, make_segmenter
 from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError
 from petct_pipeline.io import load_nifti, save_nifti, write_json
+from tests.helpers.evaluation_cohorts import DEMOGRAPHICS, write_generated
 
 
 def test_both_layouts_are_discovered_with_demographics(tmp_path, reference_dir):

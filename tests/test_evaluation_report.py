@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from evaluation_cohorts import DEMOGRAPHICS, read_csv, write_generated
-
 from petct_pipeline.evaluation import SUMMARY_COLUMNS
 from petct_pipeline.organs import EVALUATION_ORGANS
+from tests.helpers.evaluation_cohorts import DEMOGRAPHICS, read_csv, write_generated
 
 
 def test_report_files_are_complete_and_readable(self_report):

@@ -6,9 +6,9 @@ import json
 import math
 
 import numpy as np
-from evaluation_cohorts import read_csv
 
 from petct_pipeline.evaluation.writers import format_cell, json_safe, write_csv
+from tests.helpers.evaluation_cohorts import read_csv
 
 
 def test_csv_cells_are_plain_and_undefined_values_empty(tmp_path):
