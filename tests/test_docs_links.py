@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-import sys
 from functools import cache
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from training.model_card import is_relative, markdown_links
 
-from training.model_card import is_relative, markdown_links  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+
 
 DOCS = sorted({
     REPO / "README.md", REPO / "model_card.md", *(REPO / "docs").glob("*.md"),

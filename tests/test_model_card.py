@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from training.model_card import REPOSITORY_URL, hub_model_card, main, markdown_links, write_model_card
 
-from training.model_card import REPOSITORY_URL, hub_model_card, main, markdown_links, write_model_card  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+
 
 CARD = REPO / "model_card.md"
 DEMO = REPO / "checkpoints" / "petct-phantom-demo"

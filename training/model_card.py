@@ -25,9 +25,6 @@ from pathlib import Path
 
 from petct_pipeline.errors import InputError
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 __all__ = ["REPOSITORY_URL", "hub_model_card", "main", "markdown_links", "write_model_card"]
 
 logger = logging.getLogger(__name__)
