@@ -163,8 +163,6 @@ def _wait_for_new_src(page, elem_id: str, old: str | None, timeout_s: float = 30
     raise AssertionError(f"#{elem_id} image did not change within {timeout_s} s (still {old})")
 
 
-@pytest.mark.browser
-@pytest.mark.slow
 def _settled_src(page, elem_id: str, quiet_s: float = 1.0, timeout_s: float = 30.0) -> str | None:
     """The image's src once it has not changed for ``quiet_s`` (pending re-renders have landed)."""
     deadline = time.monotonic() + timeout_s
@@ -179,6 +177,8 @@ def _settled_src(page, elem_id: str, quiet_s: float = 1.0, timeout_s: float = 30
     raise AssertionError(f"#{elem_id} image kept changing for {timeout_s} s")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_space_in_browser(space_server, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(
