@@ -16,7 +16,16 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["writable_dir", "atomic_path", "atomic_dir", "save_nifti", "load_nifti", "write_json", "read_json"]
+__all__ = [
+    "writable_dir",
+    "atomic_path",
+    "atomic_dir",
+    "save_nifti",
+    "load_nifti",
+    "write_json",
+    "read_json",
+    "relative_name",
+]
 
 
 def writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -114,3 +123,8 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise InputTypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def relative_name(path: str | os.PathLike, start: str | os.PathLike) -> str:
+    """``path`` relative to ``start`` in POSIX form, for reports that must not record local absolute paths."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()

@@ -8,13 +8,14 @@ checks read only JSON and the safetensors headers (no weights, no unpickling) an
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelLoadError
 
-__all__ = ["check_model_folder", "check_pipeline_folder", "looks_like_path"]
+__all__ = ["check_model_folder", "check_pipeline_folder", "looks_like_path", "model_name", "folder_fingerprint"]
 
 _CONFIG_NAMES = ("config.json", "scheduler_config.json")
 _FIX = "re-download or re-export the model (training/export.py), or pass another --model"
@@ -78,3 +79,27 @@ def check_pipeline_folder(folder: str | Path) -> None:
         if not component.is_dir():
             raise ModelLoadError(f"{index_file} names component {name!r}, but {component} is missing; {_FIX}")
         check_model_folder(component)
+
+
+def model_name(name_or_path: str | Path) -> str:
+    """How outputs name a model: a hub repo id as given, a local folder by its own name (never a local path)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() or looks_like_path(name_or_path):
+        return path.resolve().name
+    return str(name_or_path)
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """``sha256:<hex>`` of a local model folder's configs and weights (names and bytes): its revision.
+
+    A local folder has no hub commit; this identifies the exact weights an output came from, the
+    same on every machine and wherever the folder lies.
+    """
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"

@@ -31,7 +31,7 @@ from .demographics import Demographics
 from .errors import InputError, InputTypeError, ModelLoadError
 from .geometry import body_slices, coordinate_grid, ras_affine
 from .intensity import from_model_space, hu_to_model, suv_to_model
-from .model_files import check_pipeline_folder, looks_like_path
+from .model_files import check_pipeline_folder, folder_fingerprint, looks_like_path, model_name
 from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
 from .models.denoiser import KnownVoxels, Stage1Denoiser, sample_with_scheduler
 from .pipeline_output import PETCTPipelineOutput
@@ -506,7 +506,7 @@ class PETCTPipeline(DiffusionPipeline):
         record = {
             "generator": "petct-diffusion",
             "version": __version__,
-            "model": getattr(self, "_petct_model_id", None) or name_or_path or None,
+            "model": getattr(self, "_petct_model_id", None) or (model_name(name_or_path) if name_or_path else None),
             "revision": getattr(self, "_petct_revision", None) or (commit.group(1) if commit else None),
             "seed": seed if batch is None else None,
             "num_inference_steps": steps,
@@ -538,8 +538,10 @@ class PETCTPipeline(DiffusionPipeline):
         except (OSError, ValueError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(f"could not load the pipeline {str(name)!r}: {reason}") from error
-        pipe._petct_model_id = str(name)
-        pipe._petct_revision = kwargs.get("revision") or _resolved_commit(name, kwargs)
+        local = Path(name).expanduser()
+        pipe._petct_model_id = model_name(name)
+        pipe._petct_revision = kwargs.get("revision") or (
+            folder_fingerprint(local) if local.is_dir() else _resolved_commit(name, kwargs))
         return pipe
 
 

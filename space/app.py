@@ -39,6 +39,7 @@ from petct_pipeline.checkpoints import (
     default_segmenter,
 )
 from petct_pipeline.errors import InputError
+from petct_pipeline.model_files import model_name
 from petct_pipeline.pipeline_petct import (
     DEFAULT_PRIOR_SCALE,
     DEFAULT_SR_STEPS,
@@ -505,7 +506,7 @@ def header_markdown(location: str) -> str:
         "# petct-diffusion: whole-body FDG PET/CT from demographics\n"
         "A cascade of two 3D diffusion models samples a synthetic PET/CT (CT in HU, PET in SUV) from age, sex, "
         "weight and height. **Synthetic data for research and teaching only; no clinical use.** "
-        f"Model: `{location}`."
+        f"Model: `{model_name(location)}`."
     )
     if model_is_untrained(location):
         text += (

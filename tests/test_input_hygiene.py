@@ -83,3 +83,36 @@ def test_dict_demographics_are_validated_like_the_dataclass(tiny_pipeline):
         tiny_pipeline({"age": 63, "sex": "F", "weight": 70, "height": 165, "bmi": 25.7})
     with pytest.raises(InputError, match=r"missing field\(s\) \['height'\]"):
         tiny_pipeline({"age": 63, "sex": "F", "weight": 70})
+
+
+def test_phantom_cohort_keeps_the_ids_so_twins_pair_with_generated_subjects(tmp_path):
+    import csv
+
+    cohort = tmp_path / "c.csv"
+    cohort.write_text("id,age,sex,weight,height,seed\ntwin_a,40,F,60,165,1\ntwin_b,70,M,85,178,2\n")
+    assert main(["phantom", "--cohort", str(cohort), "--spacing", "12", "--out", str(tmp_path / "ph")]) == 0
+    with (tmp_path / "ph" / "demographics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["cohort_id"] for row in rows) == ["twin_a", "twin_b"]
+    cohort.write_text("id,age,sex,weight,height\n../up,40,F,60,165\n")
+    assert main(["phantom", "--cohort", str(cohort), "--spacing", "12", "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_outputs_name_the_model_not_a_local_path(tiny_pipeline_dir, tmp_path):
+    import json
+
+    assert main(["generate", "--model", str(tiny_pipeline_dir), *SUBJECT, "--out", str(tmp_path / "o")]) == 0
+    meta = json.loads((tmp_path / "o" / "metadata.json").read_text())
+    assert meta["model"] == tiny_pipeline_dir.name and str(tmp_path) not in json.dumps(meta)
+    assert meta["revision"].startswith("sha256:") and len(meta["revision"]) == 7 + 64
+
+
+def test_evaluation_reports_name_inputs_relative_to_the_report(self_report, reference_dir):
+    out_dir = self_report.out_dir
+    for name in ("evaluation.json", "report.md"):
+        text = (out_dir / name).read_text()
+        assert str(reference_dir) not in text and str(out_dir) not in text, name
+    import json
+
+    info = json.loads((out_dir / "evaluation.json").read_text())
+    assert (out_dir / info["reference"]["path"]).resolve() == reference_dir.resolve()

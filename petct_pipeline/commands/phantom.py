@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..phantom.writer import write_population
 
     single = [args.age, args.sex, args.weight, args.height]
+    ids = None
     modes = sum([args.n is not None, args.cohort is not None, any(v is not None for v in single)])
     if modes != 1:
         raise InputError("give exactly one of --n N, --cohort FILE.csv, or --age/--sex/--weight/--height")
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--n={args.n} is out of range: the number of subjects must be >= 1")
         subjects = sample_population(args.n, args.seed)
     elif args.cohort is not None:
-        subjects = [(row.demographics, row.seed) for row in read_cohort(args.cohort)]
+        rows = read_cohort(args.cohort)
+        subjects, ids = [(row.demographics, row.seed) for row in rows], [row.id for row in rows]
     else:
         missing = [name for name, v in zip(("--age", "--sex", "--weight", "--height"), single) if v is None]
         if missing:
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         lesions=args.lesions,
         spacing=args.spacing,
         fov=args.fov,
+        ids=ids,
     )
     print(f"wrote {len(studies)} synthetic stud{'y' if len(studies) == 1 else 'ies'} to {args.out}")
     return 0

@@ -36,7 +36,7 @@ import scipy
 
 from .. import __version__
 from ..errors import InputError
-from ..io import write_json
+from ..io import relative_name, write_json
 from ..organs import EVALUATION_ORGANS, organ_ids
 from .cohort import CohortMeasurement, measure_cohort
 from .cohort_checks import thumbnail_keys
@@ -105,7 +105,7 @@ def evaluate(
         files.update(write_plots(generated_m, reference_m, scheme, organs, out_dir / "plots"))
     result.seconds = time.perf_counter() - started
     info = run_info(generated_input, reference_input, gen_segmenter, ref_segmenter, scheme, organs, workers,
-                    generated_m, reference_m, result.seconds)
+                    generated_m, reference_m, result.seconds, out_dir)
     files["evaluation.json"] = write_json({**info, "files": sorted(files)}, out_dir / "evaluation.json")
     files["report.md"] = write_text(out_dir / "report.md", report_markdown(result, info, scheme, organs, files))
     result.files = files
@@ -116,17 +116,18 @@ def evaluate(
 
 def run_info(generated: EvaluationInput, reference: EvaluationInput, gen_segmenter: Segmenter,
              ref_segmenter: Segmenter, scheme: SubgroupScheme, organs: Sequence[str], workers: int,
-             generated_m: CohortMeasurement, reference_m: CohortMeasurement, seconds: float) -> dict[str, Any]:
-    """evaluation.json (without its file list): inputs, segmenters, subgroups, timing and platform."""
+             generated_m: CohortMeasurement, reference_m: CohortMeasurement, seconds: float,
+             out_dir: Path) -> dict[str, Any]:
+    """evaluation.json (without its file list): inputs, segmenters, subgroups, timing and platform.
+
+    Inputs are named relative to ``out_dir`` (skipped studies relative to their cohort), so a report
+    carries no local absolute paths and stays valid when the folders move together.
+    """
     n = len(generated_m.subjects) + len(reference_m.subjects)
     return {
         "petct_diffusion_version": __version__,
-        "generated": {"path": str(generated.root), "layout": generated.layout, "subjects": len(generated),
-                      "skipped": [{"path": p, "reason": r} for p, r in generated.skipped],
-                      "segmenter": gen_segmenter.describe(), "seconds": round(generated_m.seconds, 3)},
-        "reference": {"path": str(reference.root), "layout": reference.layout, "subjects": len(reference),
-                      "skipped": [{"path": p, "reason": r} for p, r in reference.skipped],
-                      "segmenter": ref_segmenter.describe(), "seconds": round(reference_m.seconds, 3)},
+        "generated": cohort_info(generated, generated_m, gen_segmenter, out_dir),
+        "reference": cohort_info(reference, reference_m, ref_segmenter, out_dir),
         "organs": list(organs),
         "subgroups": {"families": list(scheme.families), "age_split": scheme.age_split,
                       "bmi_edges": list(scheme.bmi_edges)},
@@ -142,3 +143,11 @@ def run_info(generated: EvaluationInput, reference: EvaluationInput, gen_segment
                      "machine": platform.machine(), "cpus": os.cpu_count()},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def cohort_info(cohort: EvaluationInput, measurement: CohortMeasurement, segmenter: Segmenter,
+                out_dir: Path) -> dict[str, Any]:
+    """One side of evaluation.json: where it lies (relative to the report), layout, size, skips, segmenter."""
+    return {"path": relative_name(cohort.root, out_dir), "layout": cohort.layout, "subjects": len(cohort),
+            "skipped": [{"path": relative_name(path, cohort.root), "reason": why} for path, why in cohort.skipped],
+            "segmenter": segmenter.describe(), "seconds": round(measurement.seconds, 3)}

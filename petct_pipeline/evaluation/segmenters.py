@@ -33,6 +33,7 @@ from ..data.preprocess import AIR_HU, resample
 from ..errors import InputError, InputTypeError
 from ..intensity import hu_to_model, suv_to_model
 from ..io import load_nifti
+from ..model_files import model_name
 from ..models.organ_segmentation import OrganSegmentationModel
 from .inputs import EvaluationInput, SubjectInput, SubjectVolumes, same_grid
 from .metrics import body_mask
@@ -205,7 +206,7 @@ class ModelSegmenter(Segmenter):
     def describe(self) -> str:
         model = self.load()
         dice = model.info.get("dice")
-        where = self.spec if self.path is None else f"model:{self.path}"
+        where = self.spec if self.path is None else f"model:{model_name(self.path)}"
         text = f"{where} (PETCTUNet3DModel at {model.spacing_mm:g} mm, {len(model.label_ids)} classes)"
         if isinstance(dice, dict) and dice:
             text += "; held-out Dice " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items() if v is not None)

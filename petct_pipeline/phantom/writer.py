@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cohort import check_subject_id
 from ..data.suv import F18_HALF_LIFE_S
 from ..demographics import Demographics
 from ..errors import InputError, InputTypeError
@@ -61,7 +62,9 @@ METADATA_COLUMNS = (
     "Modality",
     "File Location",
 )
-DEMOGRAPHICS_COLUMNS = ("subject", "study", "age", "sex", "weight", "height", "injected_dose_bq", "uptake_time_s")
+#: ``cohort_id`` is the cohort CSV's ``id`` (empty without one), so phantom twins pair with generated subjects
+DEMOGRAPHICS_COLUMNS = ("subject", "study", "age", "sex", "weight", "height", "injected_dose_bq", "uptake_time_s",
+                        "cohort_id")
 STUDY_DESCRIPTION = "PET-CT Ganzkoerper  primaer mit KM"  # AutoPET's double space
 _SERIES = (
     ("CT", "GK p.v.3.0  B31f", "CT.nii.gz"),
@@ -183,7 +186,7 @@ def _rows(identity: dict[str, str], subject: PhantomSubject) -> tuple[list[dict]
 
 
 def _job(args: tuple) -> tuple[list[dict], dict, float]:
-    out, index, seed, d, subject_seed, spacing, lesions, fov, diagnosis_rng_seed = args
+    out, index, seed, d, subject_seed, spacing, lesions, fov, diagnosis_rng_seed, cohort_id = args
     identity = subject_identity(seed, index, d, subject_seed)
     diagnosis = None
     if lesions:
@@ -213,6 +216,7 @@ def _job(args: tuple) -> tuple[list[dict], dict, float]:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     rows, demo = _rows(identity, subject)
+    demo["cohort_id"] = cohort_id or ""
     return rows, demo, float(subject.truth.get("seconds", 0.0))
 
 
@@ -243,8 +247,12 @@ def write_population(
     lesions: bool = False,
     spacing: float = 2.0,
     fov: str = "whole_body",
+    ids: Sequence[str] | None = None,
 ) -> list[Path]:
     """Simulate and write one study per entry of ``subjects`` in the AutoPET layout.
+
+    ``ids`` (one per subject, e.g. a cohort CSV's ``id`` column) go into demographics.csv's
+    ``cohort_id`` column, so twins pair with generated subjects.
 
     ``subjects`` holds Demographics (or (Demographics, subject_seed) pairs, e.g. from a
     cohort CSV). Per-subject seeds default to a deterministic function of ``seed`` and the
@@ -265,6 +273,10 @@ def write_population(
         entries.append((d, int(subject_seed)))
     if not entries:
         raise InputError("no subjects to write: the population is empty")
+    if ids is not None and len(ids) != len(entries):
+        raise InputError(f"ids: got {len(ids)} ids for {len(entries)} subjects")
+    cohort_ids = [None] * len(entries) if ids is None else [check_subject_id(str(i), f"ids[{n}]")
+                                                            for n, i in enumerate(ids)]
     spacing = check_spacing(spacing)
     out = writable_dir(out_dir, what="--out")
     jobs = [
@@ -278,6 +290,7 @@ def write_population(
             lesions,
             fov,
             int(np.random.SeedSequence([int(seed), i, 1]).generate_state(1)[0]),
+            cohort_ids[i],
         )
         for i, (d, s) in enumerate(entries)
     ]
