@@ -116,3 +116,29 @@ def test_evaluation_reports_name_inputs_relative_to_the_report(self_report, refe
 
     info = json.loads((out_dir / "evaluation.json").read_text())
     assert (out_dir / info["reference"]["path"]).resolve() == reference_dir.resolve()
+
+
+def test_the_documented_field_of_view_cap_is_the_shipped_grid():
+    import json
+    from pathlib import Path
+
+    from petct_pipeline.geometry import body_slices
+
+    repo = Path(__file__).resolve().parent.parent
+    config = json.loads((repo / "checkpoints" / "petct-phantom-demo" / "model_index.json").read_text())
+    cap_mm = config["base_shape"][2] * config["base_spacing"]
+    assert cap_mm == 768 and f"end at {cap_mm:g} mm from the vertex" in (repo / "docs" / "usage.md").read_text()
+    assert body_slices(220, 4.0, max_slices=192) == 192 and body_slices(185, 4.0, max_slices=192) < 192
+
+
+def test_the_training_docs_export_targets_are_ignored_by_git():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    for target in ("checkpoints/my-petct/model_index.json", "checkpoints/my-petct-prior/unet/config.json"):
+        result = subprocess.run(["git", "check-ignore", "-q", target], cwd=repo)
+        assert result.returncode == 0, target
