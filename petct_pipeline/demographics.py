@@ -13,11 +13,16 @@ from typing import Any
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["Demographics", "AGE_RANGE", "WEIGHT_RANGE", "HEIGHT_RANGE", "SEX_VALUES", "parse_sex"]
+__all__ = ["Demographics", "AGE_RANGE", "WEIGHT_RANGE", "HEIGHT_RANGE", "BMI_RANGE", "SEX_VALUES", "parse_sex"]
 
 AGE_RANGE = (0.0, 120.0)  # years
 WEIGHT_RANGE = (2.0, 350.0)  # kg
 HEIGHT_RANGE = (40.0, 250.0)  # cm
+#: body-mass index (kg/m^2) that humans have: below ~10 is not survivable (Henry, "Body mass index and the
+#: limits of human survival", Eur J Clin Nutr 1990; the lowest adult BMIs reported in anorexia nervosa are
+#: about 10), and above 100 only a handful of case reports exist; each field's own range admits both
+#: BMI 4 (20 kg at 220 cm) and BMI 250 (250 kg at 100 cm), so the combination is checked too
+BMI_RANGE = (10.0, 100.0)
 SEX_VALUES = ("M", "F")
 
 _SEX_SPELLINGS = {
@@ -72,6 +77,11 @@ class Demographics:
         object.__setattr__(self, "sex", parse_sex(self.sex))
         object.__setattr__(self, "weight", _validated_number("weight", self.weight, WEIGHT_RANGE, "kg"))
         object.__setattr__(self, "height", _validated_number("height", self.height, HEIGHT_RANGE, "cm"))
+        if not BMI_RANGE[0] <= self.bmi <= BMI_RANGE[1]:
+            raise InputError(
+                f"weight={self.weight:g} kg and height={self.height:g} cm give BMI {self.bmi:.1f}, which no human "
+                f"has: allowed BMI range [{BMI_RANGE[0]:g}, {BMI_RANGE[1]:g}] kg/m^2"
+            )
 
     @property
     def height_m(self) -> float:

@@ -51,3 +51,28 @@ def test_numpy_scalars_and_mapping():
         Demographics.from_mapping({"age": "50", "sex": "M"})
     with pytest.raises(ValueError, match="weight must be a number"):
         Demographics.from_mapping({"age": "50", "sex": "M", "weight": "heavy", "height": "180"})
+
+
+@pytest.mark.parametrize("age,sex,weight,height,bmi", [(5, "F", 250, 100, "250.0"), (100, "M", 20, 220, "4.1")])
+def test_a_body_size_no_human_has_is_refused_naming_the_fields(tmp_path, capsys, age, sex, weight, height, bmi):
+    from petct_pipeline.cli import main
+    from petct_pipeline.cohort import read_cohort
+    from petct_pipeline.errors import InputError
+
+    with pytest.raises(InputError, match=rf"weight={weight} kg and height={height} cm give BMI {bmi}"):
+        Demographics(age=age, sex=sex, weight=weight, height=height)
+    out = tmp_path / "out"
+    code = main(["generate", "--age", str(age), "--sex", sex, "--weight", str(weight), "--height", str(height),
+                 "--out", str(out)])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "allowed BMI range [10, 100]" in error
+    assert not out.exists() or not any(out.iterdir())
+    cohort = tmp_path / "c.csv"
+    cohort.write_text(f"id,age,sex,weight,height\nok,40,F,60,165\nbad,{age},{sex},{weight},{height}\n")
+    with pytest.raises(InputError, match=r"line 3: field 'weight'|line 3: field 'value'"):
+        read_cohort(cohort)
+
+
+def test_human_extremes_inside_the_limits_are_accepted():
+    assert Demographics(age=100, sex="F", weight=250, height=220).bmi == pytest.approx(51.65, abs=0.01)
+    assert Demographics(age=30, sex="F", weight=30, height=165).bmi == pytest.approx(11.02, abs=0.01)

@@ -307,6 +307,7 @@ def test_space_api_friendly_errors(space_server):
         ({"steps": 500}, ["Stage-1 steps", "1 to 64"]),
         ({"guidance": 9}, ["Guidance scale", "0 to 5"]),
         ({"prior": -1}, ["Demographic prior", "0 to 2"]),
+        ({"age": 5, "weight": 250, "height": 100}, ["BMI 250.0", "no human", "[10, 100]"]),
     ]
     before = space_server.generations()
     for change, words in cases:
