@@ -27,6 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from . import __version__
 from .back_projection import back_project
+from .demographic_range import DemographicRange
 from .demographics import Demographics
 from .errors import InputError, InputTypeError, ModelLoadError
 from .geometry import body_slices, coordinate_grid, ras_affine
@@ -114,6 +115,7 @@ class PETCTPipeline(DiffusionPipeline):
         base_spacing: float = 16.0,
         sr_scale: int = 4,
         sr_noise_level: float = 0.02,
+        training_range: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -129,6 +131,7 @@ class PETCTPipeline(DiffusionPipeline):
             base_spacing=float(base_spacing),
             sr_scale=int(sr_scale),
             sr_noise_level=float(sr_noise_level),
+            training_range=None if training_range is None else DemographicRange.from_dict(training_range).to_dict(),
         )
         self._check_geometry()
 
@@ -166,6 +169,27 @@ class PETCTPipeline(DiffusionPipeline):
     @property
     def output_spacing(self) -> float:
         return self.config.base_spacing / self.config.sr_scale
+
+    @property
+    def training_range(self) -> DemographicRange | None:
+        """The demographics the weights were trained on (model_index.json), None when the folder records none."""
+        recorded = self.config.get("training_range")
+        return None if recorded is None else DemographicRange.from_dict(recorded)
+
+    def out_of_distribution(self, subjects: Sequence[Demographics]) -> list[list[str] | None]:
+        """Per subject, why it lies outside the training range ([] inside; None: no range recorded); warns once each.
+
+        Such a subject still generates (it is inside human limits), but the model extrapolates.
+        """
+        recorded = self.training_range
+        if recorded is None:
+            return [None] * len(subjects)
+        found = [recorded.reasons(subject) for subject in subjects]
+        for subject, reasons in zip(subjects, found):
+            if reasons:
+                logger.warning("out of the training distribution (%s %g y %g kg %g cm): %s; %s", subject.sex,
+                               subject.age, subject.weight, subject.height, "; ".join(reasons), recorded.describe())
+        return found
 
     @property
     def default_prior_scale(self) -> float:
@@ -264,6 +288,7 @@ class PETCTPipeline(DiffusionPipeline):
                           sr_chunk_overlap, output_type, generator, len(subjects), back_projection_iterations,
                           prior_scale)
         step_callback = StepCallback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        out_of_distribution = self.out_of_distribution(subjects)
         generators = generator if isinstance(generator, list) else [generator] * len(subjects)
         shared = not isinstance(generator, list) and len(subjects) > 1  # one generator drawn by every subject
 
@@ -292,6 +317,7 @@ class PETCTPipeline(DiffusionPipeline):
             metadata.append(self.sampling_record(generators[index], num_inference_steps, sr_num_inference_steps,
                                                  guidance_scale, sr_noise_level, back_projection_iterations,
                                                  prior_scale, batch=(index, len(subjects)) if shared else None))
+            metadata[-1]["out_of_distribution"] = out_of_distribution[index]
 
         # 4. Offload and return
         self.maybe_free_model_hooks()

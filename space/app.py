@@ -61,7 +61,6 @@ GUIDANCE_BOUNDS = (0.0, 5.0)
 PRIOR_BOUNDS = (0.0, 2.0)
 SEED_BOUNDS = (0, 2**31 - 1)
 SUV_MAX_BOUNDS = (0.5, 30.0)
-PLAUSIBLE_BMI = (12.0, 70.0)  # outside: still generated, with a warning
 QUEUE_MAX_SIZE = 16
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "petct-space"
 OUTPUT_MAX_AGE_S = 2 * 3600
@@ -107,11 +106,6 @@ def demographics_from_inputs(age: Any, sex: Any, weight: Any, height: Any) -> De
     except InputError as error:  # Demographics names the field and the allowed values
         message = str(error)
         raise gr.Error(message[:1].upper() + message[1:] + ".") from None
-    if not PLAUSIBLE_BMI[0] <= subject.bmi <= PLAUSIBLE_BMI[1]:
-        gr.Warning(
-            f"BMI {subject.bmi:.1f} ({subject.weight:g} kg at {subject.height:g} cm) is outside "
-            f"{PLAUSIBLE_BMI[0]:g}-{PLAUSIBLE_BMI[1]:g}: the model extrapolates far from its training data."
-        )
     return subject
 
 
@@ -176,8 +170,8 @@ def run_pipeline(
     ``prior`` is ignored (0) when the model has no demographic prior, so the demo runs any pipeline.
     """
     pipe = get_pipeline()
-    # the callback counts steps over both stages: stage 1 runs once for the whole batch, SR once per subject
-    total = steps + len(subjects) * sr_steps
+    # the callback counts steps over both stages: with one generator per subject both run once per subject
+    total = len(subjects) * (steps + sr_steps)
 
     def on_step(_pipe, step, _t, kwargs):
         stage = "stage 1 (coarse)" if kwargs.get("stage") == "base" else "super-resolution"
@@ -187,7 +181,7 @@ def run_pipeline(
     progress((0, total), desc="Sampling")
     generators = [torch.Generator().manual_seed(seed) for _ in subjects]
     try:
-        return pipe(
+        output = pipe(
             subjects,
             num_inference_steps=steps,
             sr_num_inference_steps=sr_steps,
@@ -201,6 +195,11 @@ def run_pipeline(
     except Exception as error:
         logger.exception("generation failed")
         raise gr.Error(f"Generation failed ({type(error).__name__}: {error}). See the server log.") from None
+    for subject, record in zip(subjects, output.metadata):
+        if record.get("out_of_distribution"):  # generated, but the model extrapolates: say so beside the result
+            gr.Warning(f"{subject.sex}, {subject.age:g} y, {subject.weight:g} kg, {subject.height:g} cm is outside "
+                       f"this model's training data: {'; '.join(record['out_of_distribution'])}.")
+    return output
 
 
 def new_output_dir() -> Path:

@@ -45,6 +45,7 @@ def _pipeline_stage_info(folder: Path, expected: str) -> dict[str, Any]:
     info: dict[str, Any] = {**provenance.get(expected, {}), "stage": expected, "from_pipeline": str(folder)}
     if expected == "base":
         info["grid"] = base_grid
+        info["training_range"] = index.get("training_range")
     else:
         info.update(base_grid=base_grid, scale=index["sr_scale"], noise_augmentation=index["sr_noise_level"])
     return info
@@ -99,6 +100,7 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
         base_spacing=base_grid["spacing"],
         sr_scale=int(sr["scale"]),
         sr_noise_level=float(sr["noise_augmentation"]),
+        training_range=base.get("training_range"),  # stage 1 reads the demographics; its data's range
     )
     with atomic_dir(out_dir) as staging:
         pipe.save_pretrained(staging, safe_serialization=True)

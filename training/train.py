@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from petct_pipeline.data.scan import scan_dataset
+    from petct_pipeline.demographic_range import DemographicRange
     from petct_pipeline.io import write_json
 
     loaded = load_config(args.config)
@@ -442,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             "training": options.to_dict(),
             "data": {"data_dir": str(args.data_dir), **{k: v for k, v in stage.data_info.items() if k != "skipped"},
                      "skipped": stage.data_info.get("skipped", [])},
+            "training_range": DemographicRange.from_subjects([study.demographics for study in scan.studies],
+                                                             source=str(args.data_dir)).to_dict(),
             **facts,
         }
         write_json(stage_info, output_dir / "stage.json")
