@@ -93,6 +93,18 @@ class DemographicRange:
                              f"({density.max_distance:.2f})")
         return found
 
+    def clamp(self, subject: Demographics) -> Demographics:
+        """``subject`` with age, weight and height clipped to the training range (sex kept).
+
+        Feature-dependent terms (the demographic prior, a linear model) extrapolate without bound;
+        fed the clamped subject they stay at the value of the nearest training edge.
+        """
+        clipped = {name: float(np.clip(getattr(subject, name), *self.ranges[name]))
+                   for name in ("age", "weight", "height")}
+        if all(clipped[name] == getattr(subject, name) for name in clipped):
+            return subject
+        return Demographics(sex=subject.sex, **clipped)
+
     def describe(self) -> str:
         """One line: the training range per feature."""
         parts = [f"{name} {low:g}-{high:g} {unit}" for name, unit in RANGE_FEATURES.items()

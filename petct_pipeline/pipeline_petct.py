@@ -329,7 +329,8 @@ class PETCTPipeline(DiffusionPipeline):
     @property
     def stage1_denoiser(self) -> Stage1Denoiser:
         """Stage 1's guided denoiser over this pipeline's components (models/denoiser.py)."""
-        return Stage1Denoiser(self.unet, self.demographic_encoder, self.scheduler, self.demographic_prior)
+        return Stage1Denoiser(self.unet, self.demographic_encoder, self.scheduler, self.demographic_prior,
+                              self.training_range)
 
     @torch.no_grad()
     def sample_base(

@@ -79,3 +79,25 @@ def test_the_shipped_model_records_its_phantom_training_population():
     recorded = DemographicRange.from_dict(index["training_range"])
     expected = DemographicRange.from_subjects(sample_population(400, 0), source="petct phantom --n 400 --seed 0")
     assert recorded.to_dict() == json.loads(json.dumps(expected.to_dict()))
+
+
+def test_beyond_the_range_stage_one_is_conditioned_on_its_nearest_edge(tiny_pipeline, training_range):
+    from petct_pipeline.models import DemographicPrior
+
+    prior = DemographicPrior(num_features=tiny_pipeline.demographic_encoder.num_features,
+                             shape=tiny_pipeline.base_shape)
+    with torch.no_grad():
+        prior.slopes.normal_()
+    tiny_pipeline.register_modules(demographic_prior=prior)
+    tiny_pipeline.register_to_config(training_range=training_range.to_dict())
+    high_weight = training_range.ranges["weight"][1]
+    edge = Demographics(age=50, sex="M", weight=high_weight, height=175)
+    far = [Demographics(age=50, sex="M", weight=weight, height=175) for weight in (180.0, 250.0)]
+    bounded = [tiny_pipeline.stage1_denoiser.condition([s], guidance_scale=2.0, prior_scale=1.0) for s in far]
+    at_edge = tiny_pipeline.stage1_denoiser.condition([edge], guidance_scale=2.0, prior_scale=1.0)
+    for condition in bounded:
+        assert torch.equal(condition.prior_shift, at_edge.prior_shift)
+        assert torch.equal(condition.embedding, at_edge.embedding)
+    tiny_pipeline.register_to_config(training_range=None)  # unbounded: the linear prior keeps growing
+    unbounded = [tiny_pipeline.stage1_denoiser.condition([s], prior_scale=1.0).prior_shift.abs().mean() for s in far]
+    assert unbounded[1] > unbounded[0] > at_edge.prior_shift.abs().mean()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..demographic_range import DemographicRange
 from ..demographics import Demographics
 from ..errors import InputError
 from .demographic_encoder import DemographicEncoder
@@ -102,16 +103,21 @@ class Stage1Denoiser:
     """The stage-1 score model with its conditioning rules: D(x; sigma, demographics).
 
     Holds the UNet, the demographic encoder, the EDM scheduler whose preconditioning the UNet was
-    trained with, and optionally the demographic prior. Stateless between calls, so one instance
+    trained with, and optionally the demographic prior and the training range. With a range, the
+    demographics are clamped to it before they reach the encoder and the prior: neither the UNet's
+    embedding nor the linear prior extrapolates without bound (benchmarks/bench_extrapolation.py:
+    unbounded, a 250 kg subject's stage-1 volume is noise). Stateless between calls, so one instance
     serves the pipeline, training's validation and any custom sampler.
     """
 
     def __init__(self, unet: PETCTUNet3DModel, demographic_encoder: DemographicEncoder, scheduler,
-                 demographic_prior: DemographicPrior | None = None) -> None:
+                 demographic_prior: DemographicPrior | None = None,
+                 training_range: DemographicRange | None = None) -> None:
         self.unet = unet
         self.demographic_encoder = demographic_encoder
         self.scheduler = scheduler
         self.demographic_prior = demographic_prior
+        self.training_range = training_range
 
     def condition(self, subjects: Sequence[Demographics], guidance_scale: float = 1.0, prior_scale: float = 0.0,
                   known: KnownVoxels | None = None, device: torch.device | str | None = None) -> Stage1Condition:
@@ -120,6 +126,8 @@ class Stage1Denoiser:
             raise InputError(f"prior_scale={prior_scale:g} needs a demographic_prior, and this denoiser has none "
                              "(fit one with training/fit_prior.py, or pass prior_scale=0)")
         device = torch.device(device) if device is not None else self.unet.device
+        if self.training_range is not None:  # bounded extrapolation: the nearest point of the training range
+            subjects = [self.training_range.clamp(subject) for subject in subjects]
         features = self.demographic_encoder.features(list(subjects)).to(device)
         embedding = self.demographic_encoder(features).embedding
         if guidance_scale != 1.0:
