@@ -162,6 +162,8 @@ def test_two_ranks_resume_sr_export_generate(workspace):
     pipe.set_progress_bar_config(disable=True)
     assert list(pipe.config.base_shape) == [8, 8, 16] and pipe.config.base_spacing == 16.0
     assert pipe.config.sr_scale == 2 and pipe.config.sr_noise_level == 0.02
+    # the demographic range of the studies stage 1 trained on travels with the weights
+    assert pipe.training_range is not None and pipe.training_range.count == 3  # the fourth study is skipped
     # the exported encoder is the base stage's EMA encoder
     from petct_pipeline.models import DemographicEncoder
 
