@@ -21,6 +21,9 @@ def test_report_files_are_complete_and_readable(self_report):
     assert len(subjects) == 2 * len(DEMOGRAPHICS) * (len(EVALUATION_ORGANS) + 1)
     liver = [r for r in subjects if r["organ"] == "liver" and r["cohort"] == "reference"]
     assert all(float(r["volume_ml"]) > 500 for r in liver)
+    # the BMI band has its own column: the numeric BMI is not overwritten (it was, both named "bmi")
+    assert list(subjects[0]).count("bmi") == 1 and all(float(r["bmi"]) > 10 for r in subjects)
+    assert {r["bmi_group"] for r in subjects} <= {"bmi<25", "bmi25-30", "bmi>=30"} and "sex_age" in subjects[0]
     report = (out / "report.md").read_text()
     assert "Evaluation time" in report and "![box_suv_mean](plots/box_suv_mean.png)" in report
     # the reference against itself varies exactly as much as itself, with an unchanged median

@@ -27,6 +27,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "SUBJECT_METRICS",
     "SUBJECT_COLUMNS",
+    "group_column",
     "ANOVA_COLUMNS",
     "TREND_COLUMNS",
     "EvaluationResult",
@@ -54,6 +55,12 @@ SUMMARY_COLUMNS = (
 )
 SUBJECT_METRICS = ("volume_ml", "suv_mean", "suv_max", "suv_peak", "hu_mean", "fat_fraction")
 SUBJECT_COLUMNS = ("cohort", "subject", "study", "age", "sex", "weight", "height", "bmi")
+
+
+def group_column(family: str) -> str:
+    """subjects.csv's column of a subgroup family: ``<family>_group`` where the family shares a demographic's name
+    (``age``, ``sex``, ``bmi``), so the band never overwrites the number (``bmi`` 27.3 and ``bmi_group`` bmi25-30)."""
+    return f"{family}_group" if family in SUBJECT_COLUMNS else family
 ANOVA_COLUMNS = ("family", "organ", "metric", "groups", "generated_F", "generated_p", "reference_F",
                  "reference_p", "same_conclusion")
 TREND_COLUMNS = ("organ", "metric", "term", "generated_coef", "generated_se", "generated_p", "reference_coef",
@@ -118,7 +125,7 @@ def subject_rows(measurement: CohortMeasurement, scheme: SubgroupScheme) -> list
         d = m.subject.demographics
         base = {"cohort": measurement.role, "subject": m.subject.subject_id, "study": m.subject.study_id,
                 "age": d.age, "sex": d.sex, "weight": d.weight, "height": d.height, "bmi": round(d.bmi, 3)}
-        groups = {family: name for family, name in scheme.assign(d).items() if family != "all"}
+        groups = {group_column(family): name for family, name in scheme.assign(d).items() if family != "all"}
         for organ, values in m.organs.items():
             rows.append({**base, **groups, "organ": organ,
                          **{metric: values.get(metric, math.nan) for metric in SUBJECT_METRICS}})

@@ -25,6 +25,7 @@ from .comparison import (
     SUMMARY_COLUMNS,
     TREND_COLUMNS,
     EvaluationResult,
+    group_column,
     subgroup_members,
     trend_data,
 )
@@ -83,7 +84,7 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_tables(result: EvaluationResult, out_dir: Path, scheme: SubgroupScheme) -> dict[str, Path]:
     """subjects.csv, summary.csv, anova.csv, trends.csv and image_checks.json; file name -> path."""
-    group_columns = tuple(f for f in scheme.families if f != "all")
+    group_columns = tuple(group_column(f) for f in scheme.families if f != "all")
     subject_columns = (*SUBJECT_COLUMNS, *group_columns, "organ", *SUBJECT_METRICS)
     return {
         "subjects.csv": write_csv(out_dir / "subjects.csv", subject_columns, result.subjects),
