@@ -316,8 +316,8 @@ class PETCTPipeline(DiffusionPipeline):
             affines.append(affine)
             metadata.append(self.sampling_record(generators[index], num_inference_steps, sr_num_inference_steps,
                                                  guidance_scale, sr_noise_level, back_projection_iterations,
-                                                 prior_scale, batch=(index, len(subjects)) if shared else None))
-            metadata[-1]["out_of_distribution"] = out_of_distribution[index]
+                                                 prior_scale, batch=(index, len(subjects)) if shared else None,
+                                                 out_of_distribution=out_of_distribution[index]))
 
         # 4. Offload and return
         self.maybe_free_model_hooks()
@@ -358,7 +358,9 @@ class PETCTPipeline(DiffusionPipeline):
         # 1. Check the arguments and resolve the defaults
         prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
         guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
-        validate_sampling_arguments(num_inference_steps, 1, guidance_scale, 0.0, 0, prior_scale)
+        for name, value in (("num_inference_steps", num_inference_steps), ("guidance_scale", guidance_scale),
+                            ("prior_scale", prior_scale)):
+            check_sampling_argument(name, value)
         shape = (len(subjects), 2, *self.base_shape)
         first_step = self.start_step(num_inference_steps, strength, start_volume, shape)
         if known is not None:
@@ -432,7 +434,8 @@ class PETCTPipeline(DiffusionPipeline):
         """
         # 1. Check the arguments; the residual grid is the body rounded up to the UNet's downsampling
         noise_level = self.config.sr_noise_level if noise_level is None else noise_level
-        validate_sampling_arguments(1, num_inference_steps, 1.0, noise_level)
+        check_sampling_argument("sr_num_inference_steps", num_inference_steps)
+        check_sampling_argument("sr_noise_level", noise_level)
         self.check_chunking(chunk_size, chunk_overlap)
         device, dtype = self._execution_device, self.sr_unet.dtype
         full_shape = self.output_shape
@@ -495,7 +498,7 @@ class PETCTPipeline(DiffusionPipeline):
         ``volume`` (1, 2, X, Y, body z) from ``super_resolve``; ``low_res`` its (1, 2, *base_shape) input;
         the correction runs in HU and SUV (back_projection.py); 0 iterations returns ``volume`` unchanged.
         """
-        validate_sampling_arguments(1, 1, 1.0, 0.0, iterations)
+        check_sampling_argument("back_projection_iterations", iterations)
         if iterations == 0:
             return volume
         body = volume.shape[-1]
@@ -521,11 +524,14 @@ class PETCTPipeline(DiffusionPipeline):
         back_projection_iterations: int,
         prior_scale: float,
         batch: tuple[int, int] | None = None,
+        out_of_distribution: list[str] | None = None,
     ) -> dict[str, Any]:
         """What reproduces one subject: generator, version, model and revision, and the sampling settings.
 
         ``batch`` = (index, size) when one generator was shared by a batch: the subject is then reproduced
         only by the same batch, so ``seed`` is None and ``batch_seed``/``batch_index``/``batch_size`` say how.
+        ``out_of_distribution``: the reasons from ``self.out_of_distribution`` ([] inside the training range, None
+        when the model records none).
         """
         name_or_path = str(self.config.get("_name_or_path", "") or "")
         commit = _COMMIT_IN_PATH.search(name_or_path)
@@ -544,6 +550,7 @@ class PETCTPipeline(DiffusionPipeline):
             "prior_scale": prior_scale,
             "scheduler": type(self.scheduler).__name__,
             "sr_scheduler": type(self.sr_scheduler).__name__,
+            "out_of_distribution": out_of_distribution,
         }
         if batch is not None:
             record.update(batch_seed=seed, batch_index=batch[0], batch_size=batch[1])
@@ -558,14 +565,14 @@ class PETCTPipeline(DiffusionPipeline):
         """
         kwargs.setdefault("use_safetensors", True)
         name = pretrained_model_name_or_path
-        if Path(name).expanduser().is_dir() or looks_like_path(name):
+        local = Path(name).expanduser()
+        if local.is_dir() or looks_like_path(name):
             check_pipeline_folder(name)
         try:
             pipe = super().from_pretrained(name, **kwargs)
         except (OSError, ValueError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(f"could not load the pipeline {str(name)!r}: {reason}") from error
-        local = Path(name).expanduser()
         pipe._petct_model_id = model_name(name)
         pipe._petct_revision = kwargs.get("revision") or (
             folder_fingerprint(local) if local.is_dir() else _resolved_commit(name, kwargs))
@@ -577,6 +584,29 @@ def default_guidance_scale(prior_scale: float) -> float:
     return DEFAULT_GUIDANCE_SCALE_WITH_PRIOR if prior_scale > 0 else DEFAULT_GUIDANCE_SCALE
 
 
+#: the sampling arguments' allowed ranges: integers (low, high), non-negative numbers up to a bound
+_INTEGER_RANGES = {
+    "num_inference_steps": (1, _MAX_STEPS),
+    "sr_num_inference_steps": (1, _MAX_STEPS),
+    "back_projection_iterations": (0, _MAX_BACK_PROJECTION),
+}
+_NUMBER_MAXIMA = {"guidance_scale": 20.0, "sr_noise_level": 1.0, "prior_scale": _MAX_PRIOR_SCALE}
+
+
+def check_sampling_argument(name: str, value: Any) -> None:
+    """One sampling argument against its range; ``InputError`` naming it, the value and the range."""
+    if name in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        return
+    high = _NUMBER_MAXIMA[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
+    if not 0.0 <= value <= high:
+        raise InputError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
+
+
 def validate_sampling_arguments(
     num_inference_steps: int,
     sr_num_inference_steps: int,
@@ -586,22 +616,15 @@ def validate_sampling_arguments(
     prior_scale: float = 0.0,
 ) -> None:
     """Checks that need no model, so the CLI can reject bad flags before loading weights."""
-    for name, value, low, high in (
-        ("num_inference_steps", num_inference_steps, 1, _MAX_STEPS),
-        ("sr_num_inference_steps", sr_num_inference_steps, 1, _MAX_STEPS),
-        ("back_projection_iterations", back_projection_iterations, 0, _MAX_BACK_PROJECTION),
+    for name, value in (
+        ("num_inference_steps", num_inference_steps),
+        ("sr_num_inference_steps", sr_num_inference_steps),
+        ("back_projection_iterations", back_projection_iterations),
+        ("guidance_scale", guidance_scale),
+        ("sr_noise_level", sr_noise_level),
+        ("prior_scale", prior_scale),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    for name, value, high in (
-        ("guidance_scale", guidance_scale, 20.0),
-        ("sr_noise_level", sr_noise_level, 1.0),
-        ("prior_scale", prior_scale, _MAX_PRIOR_SCALE),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise InputError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
-        if not 0.0 <= value <= high:
-            raise InputError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
+        check_sampling_argument(name, value)
 
 
 def _resolved_commit(name_or_path: str | Path, kwargs: dict[str, Any]) -> str | None:
