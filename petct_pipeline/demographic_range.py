@@ -9,6 +9,7 @@ than every training subject is outside even when each feature is inside its own 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,23 +57,24 @@ class DemographicRange:
         """The range of ``subjects`` (the training set actually used); ``source`` says where they came from."""
         if not subjects:
             raise InputError("a demographic range needs at least one subject")
+        # exact bounds: rounding them would put the training subjects at the edges outside their own range
         ranges = {}
         for name in RANGE_FEATURES:
             values = [subject.quantity(name) for subject in subjects]
-            ranges[name] = (round(min(values), 3), round(max(values), 3))
+            ranges[name] = (min(values), max(values))
+        sexes = tuple(sorted({subject.sex for subject in subjects}))
         densities = {}
-        for sex in sorted({subject.sex for subject in subjects}):
+        for sex in sexes:
             rows = np.array([[s.quantity(n) for n in DENSITY_FEATURES] for s in subjects if s.sex == sex])
             if len(rows) <= _MIN_SUBJECTS_FOR_DENSITY:
                 continue
-            mean = rows.mean(0)
             inverse = np.linalg.pinv(np.cov(rows, rowvar=False))
-            offsets = rows - mean
-            distances = np.sqrt(np.einsum("ni,ij,nj->n", offsets, inverse, offsets))
-            densities[sex] = SexDensity(tuple(float(v) for v in mean),
-                                        tuple(tuple(float(v) for v in row) for row in inverse),
-                                        float(distances.max()))
-        return cls(len(subjects), ranges, tuple(sorted({s.sex for s in subjects})), densities, source)
+            density = SexDensity(tuple(float(v) for v in rows.mean(0)),
+                                 tuple(tuple(float(v) for v in row) for row in inverse), math.inf)
+            # the largest distance measured exactly as ``reasons`` measures it, so no training subject lies outside
+            farthest = max(density.distance(s) for s in subjects if s.sex == sex)
+            densities[sex] = SexDensity(density.mean, density.inverse_covariance, farthest)
+        return cls(len(subjects), ranges, sexes, densities, source)
 
     def reasons(self, subject: Demographics) -> list[str]:
         """Why ``subject`` lies outside the training data (empty when inside), one phrase per reason."""

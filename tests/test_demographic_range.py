@@ -101,3 +101,9 @@ def test_beyond_the_range_stage_one_is_conditioned_on_its_nearest_edge(tiny_pipe
     tiny_pipeline.register_to_config(training_range=None)  # unbounded: the linear prior keeps growing
     unbounded = [tiny_pipeline.stage1_denoiser.condition([s], prior_scale=1.0).prior_shift.abs().mean() for s in far]
     assert unbounded[1] > unbounded[0] > at_edge.prior_shift.abs().mean()
+
+
+def test_every_training_subject_lies_inside_its_own_range():
+    subjects = sample_population(400, 0)
+    recorded = DemographicRange.from_dict(DemographicRange.from_subjects(subjects).to_dict())
+    assert [s for s in subjects if recorded.reasons(s)] == []
