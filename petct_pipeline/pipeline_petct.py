@@ -34,7 +34,7 @@ from .geometry import body_slices, coordinate_grid, ras_affine
 from .intensity import from_model_space, hu_to_model, suv_to_model
 from .model_files import check_pipeline_folder, folder_fingerprint, looks_like_path, model_name
 from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
-from .models.denoiser import KnownVoxels, Stage1Denoiser, sample_with_scheduler
+from .models.denoiser import KnownVoxels, Stage1Denoiser, run_scheduler, sample_with_scheduler
 from .pipeline_output import PETCTPipelineOutput
 from .seeds import check_generator
 from .step_callback import CALLBACK_TENSOR_INPUTS, StepCallback
@@ -460,23 +460,22 @@ class PETCTPipeline(DiffusionPipeline):
         chunks = plan_z_chunks(length, min(chunk_size, length), chunk_overlap)
         weights = [w.to(device).view(1, 1, 1, 1, -1) for w in blend_weights(chunks, length)]
         self.sr_scheduler.set_timesteps(num_inference_steps, device=device)
-        residual = residual_noise * self.sr_scheduler.init_noise_sigma
-        for index, timestep in enumerate(self.progress_bar(self.sr_scheduler.timesteps)):
-            model_input = self.sr_scheduler.scale_model_input(residual, timestep)
-            output = torch.zeros_like(residual)
+
+        def blended_output(sample: torch.Tensor, sigma: torch.Tensor, model_input: torch.Tensor) -> torch.Tensor:
+            output = torch.zeros_like(sample)
+            timestep = self.sr_scheduler.precondition_noise(sigma).to(device)  # c_noise, as scheduler.timesteps
             for (start, stop), weight in zip(chunks, weights):
                 chunk_out = self.sr_unet(
                     model_input[..., start:stop].to(dtype), timestep, conditioning=conditioning[..., start:stop]
                 ).sample
                 output[..., start:stop] += weight * chunk_out.float()
-            if known_residual is not None:
-                output = known_residual.replace_output(output, residual, self.sr_scheduler.sigmas[index],
-                                                       self.sr_scheduler)
-            residual = self.sr_scheduler.step(output, timestep, residual, generator=generator).prev_sample
-            if step_callback is not None:
-                residual = step_callback("sr", timestep, residual)
-        if known_residual is not None:
-            residual = known_residual.paste(residual)
+            if known_residual is None:
+                return output
+            return known_residual.replace_output(output, sample, sigma, self.sr_scheduler)
+
+        residual = run_scheduler(self.sr_scheduler, blended_output, residual_noise * self.sr_scheduler.init_noise_sigma,
+                                 generator=generator, progress=self.progress_bar, step_callback=step_callback,
+                                 stage="sr", known=known_residual)
         volume = upsampled + residual
         # 4. Crop away the padding added to reach a multiple of the UNet's downsampling
         return volume[..., length - body :]

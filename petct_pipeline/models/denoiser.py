@@ -25,7 +25,15 @@ from .demographic_encoder import DemographicEncoder
 from .demographic_prior import DemographicPrior
 from .unet_3d import PETCTUNet3DModel
 
-__all__ = ["KnownVoxels", "Stage1Condition", "Stage1Denoiser", "output_scalings", "sample_with_scheduler"]
+__all__ = [
+    "KnownVoxels",
+    "ModelOutput",
+    "Stage1Condition",
+    "Stage1Denoiser",
+    "output_scalings",
+    "run_scheduler",
+    "sample_with_scheduler",
+]
 
 
 def output_scalings(scheduler, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +181,38 @@ class Stage1Denoiser:
         return self.scheduler.precondition_outputs(sample, self.model_output(sample, sigma, condition), sigma)
 
 
+#: a stage's raw network output for an EDM scheduler: (noisy sample x, sigma, c_in x) -> F
+ModelOutput = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def run_scheduler(
+    scheduler,
+    model_output: ModelOutput,
+    latents: torch.Tensor,
+    first_step: int = 0,
+    generator: torch.Generator | None = None,
+    progress: Callable[[Iterable], Iterable] = iter,
+    step_callback: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    stage: str = "base",
+    known: KnownVoxels | None = None,
+) -> torch.Tensor:
+    """diffusers' sampling loop (pipeline_ddpm.py's step 3) over ``model_output``, from ``first_step``.
+
+    The scheduler must have had ``set_timesteps`` (and, for ``first_step`` > 0, ``set_begin_index``)
+    called; ``latents`` are at its noise level ``sigmas[first_step]``. ``progress`` wraps the steps
+    (a pipeline's ``progress_bar``); ``step_callback(stage, timestep, latents)`` may replace the state.
+    ``known`` voxels (which ``model_output`` is expected to honour) are pasted exactly at the end.
+    Both stages of the cascade sample with it.
+    """
+    for index, timestep in enumerate(progress(scheduler.timesteps[first_step:])):
+        model_input = scheduler.scale_model_input(latents, timestep)
+        output = model_output(latents, scheduler.sigmas[first_step + index], model_input)
+        latents = scheduler.step(output, timestep, latents, generator=generator).prev_sample
+        if step_callback is not None:
+            latents = step_callback(stage, timestep, latents)
+    return latents if known is None else known.paste(latents)
+
+
 def sample_with_scheduler(
     denoiser: Stage1Denoiser,
     condition: Stage1Condition,
@@ -182,19 +222,10 @@ def sample_with_scheduler(
     progress: Callable[[Iterable], Iterable] = iter,
     step_callback: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """diffusers' sampling loop over the denoiser, from ``first_step`` of the schedule ``denoiser.scheduler`` holds.
+    """Stage 1: ``run_scheduler`` with ``denoiser.scheduler`` over the guided denoiser under ``condition``."""
 
-    The scheduler must have had ``set_timesteps`` (and, for ``first_step`` > 0, ``set_begin_index``)
-    called; ``latents`` are at its noise level ``sigmas[first_step]``. ``progress`` wraps the steps
-    (a pipeline's ``progress_bar``); ``step_callback(stage, timestep, latents)`` may replace the state.
-    Known voxels in ``condition`` are pasted exactly at the end.
-    """
-    scheduler = denoiser.scheduler
-    for index, timestep in enumerate(progress(scheduler.timesteps[first_step:])):
-        model_input = scheduler.scale_model_input(latents, timestep)
-        sigma = scheduler.sigmas[first_step + index]
-        output = denoiser.model_output(latents, sigma, condition, model_input=model_input)
-        latents = scheduler.step(output, timestep, latents, generator=generator).prev_sample
-        if step_callback is not None:
-            latents = step_callback("base", timestep, latents)
-    return latents if condition.known is None else condition.known.paste(latents)
+    def guided(sample: torch.Tensor, sigma: torch.Tensor, model_input: torch.Tensor) -> torch.Tensor:
+        return denoiser.model_output(sample, sigma, condition, model_input=model_input)
+
+    return run_scheduler(denoiser.scheduler, guided, latents, first_step, generator, progress, step_callback, "base",
+                         condition.known)
