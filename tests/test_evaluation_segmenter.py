@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from petct_pipeline.evaluation import LabelsSegmenter, ModelSegmenter, discover_inputs, evaluate, load_subject
 from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter
 from petct_pipeline.io import load_nifti, read_json, save_nifti, write_json
-from petct_pipeline.models import OrganSegmentationModel
+from petct_pipeline.models import OrganSegmentationModel, class_ids_for
 from petct_pipeline.organs import EVALUATION_ORGANS
 from petct_pipeline.phantom import sample_population, write_population
 from training.seg_validation import dice_scores, held_out_dice
@@ -173,3 +174,20 @@ def _summary(out: Path) -> list[dict[str, str]]:
 
     with open(out / "summary.csv", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_model_segmenter_labels_do_not_depend_on_the_air_around_the_body(phantoms):
+    # the network sees the body's bounding box only: more air around the same body, same labels
+    torch.manual_seed(0)
+    model = OrganSegmentationModel.build(class_ids_for(("liver", "lungs")), spacing_mm=12.0, input_stride=2,
+                                         block_out_channels=(8, 16), attention_levels=(False, False),
+                                         norm_num_groups=4)
+    volumes = load_subject(discover_inputs(phantoms["held_out"]).subjects[0])
+    labels = ModelSegmenter(model).predict(volumes.ct, volumes.suv, volumes.affine)
+    pad = ((5, 3), (4, 6), (0, 0))
+    ct = np.pad(volumes.ct, pad, constant_values=-1000.0)
+    suv = np.pad(volumes.suv, pad, constant_values=0.0)
+    affine = volumes.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.array([5.0, 4.0, 0.0])
+    padded = ModelSegmenter(model).predict(ct, suv, affine)
+    assert np.array_equal(padded[5:-3, 4:-6], labels) and not padded[:5].any() and not padded[-3:].any()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from petct_pipeline.models import OrganSegmentationModel, PETCTUNet3DModel, class_ids_for
-from petct_pipeline.models.organ_segmentation import SEGMENTER_CONFIG
+from petct_pipeline.models.organ_segmentation import SEGMENTER_CONFIG, pool_input, upsample_logits
 from petct_pipeline.organs import LABEL_IDS
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "petct-phantom-seg"
@@ -76,3 +76,24 @@ def test_invalid_models_and_folders_are_refused(tmp_path):
     (tmp_path / "old" / SEGMENTER_CONFIG).write_text(json.dumps({**meta, "format": "other/9"}))
     with pytest.raises(ValueError, match="format 'other/9'"):
         OrganSegmentationModel.from_pretrained(tmp_path / "old")
+
+
+def test_input_stride_runs_the_unet_coarser_and_labels_the_output_grid(tmp_path):
+    torch.manual_seed(0)
+    model = OrganSegmentationModel.build(class_ids_for(("liver",)), spacing_mm=4.0, input_stride=2, **TINY_UNET)
+    assert model.spatial_multiple == 2 * model.unet.spatial_multiple
+    side = model.spatial_multiple
+    volume = torch.randn(1, 2, side, side, 2 * side)
+    logits = model.logits(volume)
+    assert logits.shape == (1, 2, side, side, 2 * side)
+    # the UNet saw the 2x average-pooled volume; its logits came back trilinearly
+    pooled = pool_input(volume, 2)
+    assert pooled.shape[2:] == (side // 2, side // 2, side)
+    assert torch.allclose(pooled[0, :, 0, 0, 0], volume[0, :, :2, :2, :2].mean(dim=(1, 2, 3)))
+    constant = torch.full((1, 3, 2, 2, 2), 1.5)
+    assert torch.equal(upsample_logits(constant, 2), torch.full((1, 3, 4, 4, 4), 1.5))
+    model.save_pretrained(tmp_path / "strided")
+    again = OrganSegmentationModel.from_pretrained(tmp_path / "strided")
+    assert again.input_stride == 2 and torch.equal(again.logits(volume), logits)
+    with pytest.raises(ValueError, match="input_stride must be an integer >= 1"):
+        OrganSegmentationModel.build(class_ids_for(("liver",)), input_stride=0, **TINY_UNET)

@@ -1,4 +1,4 @@
-"""The segmentation stage's objective and held-out Dice (training/seg_loss.py, training/seg_validation.py)."""
+"""The segmentation stage: objective, held-out Dice and random training boxes (seg_loss, seg_validation, stages/seg)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from petct_pipeline.organs import LABEL_IDS
 from training.seg_loss import segmentation_loss
 from training.seg_validation import dice_scores
+from training.stages.seg import SegOptions, random_box
 
 
 def test_loss_is_low_for_confident_right_answers_and_high_for_wrong_ones():
@@ -38,3 +39,23 @@ def test_dice_scores_per_organ_and_group():
     assert scores["liver"] == pytest.approx(2 * 54 / (54 + 108))
     assert scores["lungs"] == 1.0
     assert math.isnan(scores["spleen"])  # absent in both: undefined, not perfect
+
+
+def test_random_training_boxes_stay_inside_the_grid_and_the_scanned_slices():
+    rng = np.random.default_rng(0)
+    boxes = [random_box((112, 112, 304), (96, 96, 128), 250, rng) for _ in range(200)]
+    for box in boxes:
+        assert [s.stop - s.start for s in box] == [96, 96, 128]
+        assert box[0].stop <= 112 and box[1].stop <= 112 and box[2].stop <= 250
+    starts = {box[2].start for box in boxes}
+    assert min(starts) < 20 and max(starts) > 100  # anywhere along the body, so no fixed field of view
+    # a grid shorter than the crop starts at 0 (the cache pads with air)
+    assert random_box((112, 112, 304), (96, 96, 128), 90, rng)[2] == slice(0, 128)
+
+
+def test_seg_options_check_crop_and_stride():
+    assert SegOptions(crop=[96, 96, 128], input_stride=2).crop == (96, 96, 128)
+    with pytest.raises(ValueError, match="seg.crop must be three positive integers"):
+        SegOptions(crop=[96, 96])
+    with pytest.raises(ValueError, match="seg.input_stride"):
+        SegOptions(input_stride=0)

@@ -14,6 +14,8 @@
   --stage seg``. The segmenter runs it as the training cache feeds it: the volume is resampled
   to the model's isotropic grid (anti-aliased), masked to the body, padded with air to the
   network's size multiple, segmented, and the label map resampled back (nearest neighbour).
+  The network sees the body's bounding box only, so its labels do not depend on how much air or
+  which field of view surrounds the body.
 
 A segmenter is pickled to worker processes; heavy state (networks) is loaded lazily there.
 """
@@ -188,29 +190,58 @@ class ModelSegmenter(Segmenter):
         return self.predict(volumes.ct, volumes.suv, volumes.affine)
 
     def predict(self, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray) -> np.ndarray:
-        """Label map (TotalSegmentator ids, int16) on the grid of ``ct``/``suv`` (HU, SUVbw)."""
+        """Label map (TotalSegmentator ids, int16) on the grid of ``ct``/``suv`` (HU, SUVbw).
+
+        The network sees only the body's bounding box (padded with air to its size multiple), so
+        the cost follows the body, not the field of view, and air around it changes nothing.
+        """
         model = self.load()
         shape, model_affine = model.model_grid(ct.shape, affine)
-        ct_m = resample(ct, affine, shape, model_affine, order=1, cval=AIR_HU, anti_alias=True)
-        suv_m = np.clip(resample(suv, affine, shape, model_affine, order=1, cval=0.0, anti_alias=True), 0.0, None)
+        ct_m = _on_grid(ct, affine, shape, model_affine, AIR_HU)
+        suv_m = np.clip(_on_grid(suv, affine, shape, model_affine, 0.0), 0.0, None)
         body = body_mask(ct_m, model_affine)
-        ct_m[~body] = AIR_HU
-        suv_m[~body] = 0.0
-        volume = torch.from_numpy(np.stack([hu_to_model(ct_m), suv_to_model(suv_m)]).astype(np.float32))[None]
-        logits = model.logits(_pad_with_air(volume, model.spatial_multiple))
-        classes = logits[:, :, : shape[0], : shape[1], : shape[2]].argmax(dim=1)[0].cpu().numpy()
-        classes[~body] = 0
-        labels = model.classes_to_ids(classes)
+        labels = np.zeros(shape, dtype=np.int16)
+        if body.any():
+            box = _bounding_box(body)
+            ct_box, suv_box = ct_m[box], suv_m[box]
+            ct_box[~body[box]] = AIR_HU
+            suv_box[~body[box]] = 0.0
+            volume = torch.from_numpy(np.stack([hu_to_model(ct_box), suv_to_model(suv_box)]).astype(np.float32))[None]
+            logits = model.logits(_pad_with_air(volume, model.spatial_multiple))
+            size = ct_box.shape
+            classes = logits[:, :, : size[0], : size[1], : size[2]].argmax(dim=1)[0].cpu().numpy()
+            classes[~body[box]] = 0
+            labels[box] = model.classes_to_ids(classes)
+        if same_grid(shape, model_affine, ct.shape, affine):
+            return labels
         return resample(labels, model_affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
 
     def describe(self) -> str:
         model = self.load()
         dice = model.info.get("dice")
         where = self.spec if self.path is None else f"model:{model_name(self.path)}"
-        text = f"{where} (PETCTUNet3DModel at {model.spacing_mm:g} mm, {len(model.label_ids)} classes)"
+        stride = f", UNet at {model.spacing_mm * model.input_stride:g} mm" if model.input_stride > 1 else ""
+        text = f"{where} (PETCTUNet3DModel, labels at {model.spacing_mm:g} mm{stride}, {len(model.label_ids)} classes)"
         if isinstance(dice, dict) and dice:
             text += "; held-out Dice " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items() if v is not None)
         return text
+
+
+def _on_grid(image: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int], target_affine: np.ndarray,
+             fill: float) -> np.ndarray:
+    """``image`` on the model grid (anti-aliased); a copy when it already lies there."""
+    if same_grid(image.shape, affine, shape, target_affine):
+        return np.array(image, dtype=np.float32)
+    return resample(image, affine, shape, target_affine, order=1, cval=fill, anti_alias=True)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """The smallest box holding every true voxel of a non-empty 3D ``mask``."""
+    box = []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)
 
 
 def _pad_with_air(volume: torch.Tensor, multiple: int) -> torch.Tensor:

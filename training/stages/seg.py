@@ -13,6 +13,8 @@ held-out studies (``training/seg_validation.py``). Config section::
       unet: {block_out_channels: [16, 32, 64], layers_per_block: 1}
       loss: {dice_weight: 1.0}
       augment: {max_shift_voxels: 3}              # random translation (no flips: left/right matter)
+      crop: [96, 80, 128]                         # train on random crops of the cached grid (null: all of it)
+      input_stride: 2                             # UNet runs 2x coarser than the grid; loss on the grid
       validation: {data_dir: HELD_OUT, max_studies: 8}   # Dice per organ on held-out studies
       train: {...}                                # overrides of `training`
 
@@ -85,7 +87,13 @@ class SegValidation:
 
 @dataclass(frozen=True)
 class SegOptions:
-    """The ``seg:`` section."""
+    """The ``seg:`` section.
+
+    ``crop``: train on random boxes of this many voxels of the cached grid (``None``: the whole
+    grid). Random crops of whole-body scans (z anywhere within the scanned slices) teach the
+    network anatomy without a fixed position in the field of view, so its labels do not depend on
+    where a scan starts or stops. ``input_stride``: see :class:`OrganSegmentationModel`.
+    """
 
     grid: GridOptions = field(default_factory=lambda: GridOptions(spacing=8.0, shape=(56, 56, 144)))
     organs: tuple[str, ...] = tuple(EVALUATION_ORGANS)
@@ -93,9 +101,17 @@ class SegOptions:
     loss: SegLoss = field(default_factory=SegLoss)
     augment: SegAugment = field(default_factory=SegAugment)
     validation: SegValidation = field(default_factory=SegValidation)
+    crop: tuple[int, int, int] | None = None
+    input_stride: int = 1
     train: dict[str, Any] = field(default_factory=dict)  # overrides of `training` (config.training_options)
 
     def __post_init__(self) -> None:
+        if self.crop is not None:
+            crop = tuple(self.crop) if isinstance(self.crop, list | tuple) else ()
+            if len(crop) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in crop):
+                raise InputError(f"seg.crop must be three positive integers (X, Y, Z) or null, got {self.crop!r}")
+            object.__setattr__(self, "crop", crop)
+        check_int(self.input_stride, "seg.input_stride", 1)
         if not isinstance(self.organs, tuple) or not self.organs or not all(isinstance(o, str) for o in self.organs):
             raise InputError(f"seg.organs must be a list of organ names, got {self.organs!r}")
 
@@ -111,14 +127,24 @@ def _shift(array: np.ndarray, offsets: tuple[int, ...], fill: float) -> np.ndarr
     return out
 
 
-class CachedLabelledVolumes(Dataset):
-    """Model-space volumes with organ class targets from a cache; items are (index, seed) tuples."""
+def random_box(grid: tuple[int, ...], crop: tuple[int, ...], valid_slices: int, rng: np.random.Generator
+               ) -> tuple[slice, slice, slice]:
+    """A uniformly placed ``crop`` inside ``grid``, in z within the scanned slices (the cache's ``valid_slices``)."""
+    limits = [max(0, grid[0] - crop[0]), max(0, grid[1] - crop[1]), max(0, min(grid[2], valid_slices) - crop[2])]
+    starts = [int(rng.integers(0, limit + 1)) for limit in limits]
+    return tuple(slice(start, start + size) for start, size in zip(starts, crop))
 
-    def __init__(self, index: CacheIndex, positions: list[int], lookup: np.ndarray, max_shift: int) -> None:
+
+class CachedLabelledVolumes(Dataset):
+    """Model-space volumes (or random crops of them) with organ class targets; items are (index, seed) tuples."""
+
+    def __init__(self, index: CacheIndex, positions: list[int], lookup: np.ndarray, max_shift: int,
+                 crop: tuple[int, int, int] | None = None) -> None:
         self.index = index
         self.positions = positions
         self.lookup = lookup
         self.max_shift = int(max_shift)
+        self.crop = crop
         self.air = float(hu_to_model(np.float32(AIR_HU)))
 
     def __len__(self) -> int:
@@ -127,11 +153,16 @@ class CachedLabelledVolumes(Dataset):
     def __getitem__(self, item: tuple[int, int] | int) -> dict[str, torch.Tensor]:
         position, seed = item if isinstance(item, tuple) else (item, 0)
         entry = self.positions[position]
-        volume = self.index.load_volume(entry)
-        organs = self.index.load_organs(entry)
+        rng = np.random.default_rng(seed)
+        box = None
+        if self.crop is not None:
+            record = self.index.entries[entry]
+            grid = tuple(record["shape"])
+            box = random_box(grid, self.crop, int(record.get("info", {}).get("valid_slices", grid[2])), rng)
+        volume = self.index.load_volume(entry, box)
+        organs = self.index.load_organs(entry, box)
         target = self.lookup[np.clip(organs.astype(np.int64), 0, 255)]
         if self.max_shift > 0:
-            rng = np.random.default_rng(seed)
             offsets = tuple(int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, size=3))
             if any(offsets):
                 volume = np.concatenate([_shift(volume[:1], offsets, self.air), _shift(volume[1:], offsets, -1.0)])
@@ -173,9 +204,9 @@ class SegStage(Stage):
                 f"none of the {len(index)} cached studies has one; `petct phantom` writes them"
             )
         self.data_info["labelled_studies"] = len(positions)
-        lookup = OrganSegmentationModel.build(self.label_ids, float(self.grid.spacing),
-                                              **self._unet_kwargs()).class_lookup()
-        return CachedLabelledVolumes(index, positions, lookup, self.options.augment.max_shift_voxels)
+        lookup = self._wrapper(self.build_model()).class_lookup()
+        return CachedLabelledVolumes(index, positions, lookup, self.options.augment.max_shift_voxels,
+                                     self.options.crop)
 
     def _unet_kwargs(self) -> dict[str, Any]:
         """``seg.unet`` for OrganSegmentationModel.build (its tuple arguments as tuples)."""
@@ -186,22 +217,26 @@ class SegStage(Stage):
         return kwargs
 
     def build_model(self) -> torch.nn.Module:
-        wrapper = OrganSegmentationModel.build(self.label_ids, float(self.grid.spacing), **self._unet_kwargs())
-        shape = tuple(self.preprocess_config(self.grid).shape)
-        multiple = wrapper.unet.spatial_multiple
+        wrapper = OrganSegmentationModel.build(self.label_ids, float(self.grid.spacing),
+                                               input_stride=self.options.input_stride, **self._unet_kwargs())
+        name, shape = ("seg.crop", self.options.crop) if self.options.crop else (
+            "seg.grid.shape", tuple(self.preprocess_config(self.grid).shape))
+        multiple = wrapper.spatial_multiple
         if any(n % multiple for n in shape):
-            raise InputError(f"seg.grid.shape {list(shape)} must be divisible by {multiple} "
-                             "(2 ** (len(block_out_channels) - 1))")
+            raise InputError(f"{name} {list(shape)} must be divisible by {multiple} "
+                             "(seg.input_stride x 2 ** (len(block_out_channels) - 1))")
         return wrapper.unet
 
     def loss(self, model, batch, generator):
         volume = batch["volume"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
-        logits = model(volume, 0.0).sample.float()
+        logits = self._wrapper(model).forward_logits(model, volume)
         return segmentation_loss(logits, target, self.options.loss.dice_weight)
 
     def _wrapper(self, model) -> OrganSegmentationModel:
-        return OrganSegmentationModel(model, self.label_ids, float(self.grid.spacing))
+        unet = self.accelerator.unwrap_model(model) if self.accelerator is not None else model
+        return OrganSegmentationModel(unet, self.label_ids, float(self.grid.spacing),
+                                      input_stride=self.options.input_stride)
 
     def validate(self, model, step: int, out_dir: Path) -> Path | None:
         """Dice per organ on the held-out studies (``seg.validation.data_dir``) at their native grid."""
