@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
-from petct_pipeline.evaluation import SUMMARY_COLUMNS
+from petct_pipeline.evaluation import SUMMARY_COLUMNS, SubgroupScheme, evaluate
+from petct_pipeline.evaluation.subgroups import FAMILIES
 from petct_pipeline.organs import EVALUATION_ORGANS
 from tests.helpers.evaluation_cohorts import DEMOGRAPHICS, read_csv, write_generated
 
@@ -23,7 +25,7 @@ def test_report_files_are_complete_and_readable(self_report):
     assert all(float(r["volume_ml"]) > 500 for r in liver)
     # the BMI band has its own column: the numeric BMI is not overwritten (it was, both named "bmi")
     assert list(subjects[0]).count("bmi") == 1 and all(float(r["bmi"]) > 10 for r in subjects)
-    assert {r["bmi_group"] for r in subjects} <= {"bmi<25", "bmi25-30", "bmi>=30"} and "sex_age" in subjects[0]
+    assert {r["bmi_band"] for r in subjects} <= {"bmi<25", "bmi25-30", "bmi>=30"} and "sex_age_band" in subjects[0]
     report = (out / "report.md").read_text()
     assert "Evaluation time" in report and "![box_suv_mean](plots/box_suv_mean.png)" in report
     # the reference against itself varies exactly as much as itself, with an unchanged median
@@ -35,6 +37,23 @@ def test_report_files_are_complete_and_readable(self_report):
     checks = json.loads((out / "image_checks.json").read_text())
     assert checks["wasserstein"]["hu"] == 0.0 and checks["wasserstein"]["suv"] == 0.0
     assert checks["nonfinite"]["generated"]["subjects_with_nonfinite"] == 0
+
+def test_every_csv_of_the_report_names_each_column_once(tmp_path, reference_dir):
+    # every subgroup family, so each band column sits beside the demographic it comes from (bmi, age, sex)
+    generated = write_generated(tmp_path / "gen", DEMOGRAPHICS[:4])
+    result = evaluate(generated, reference_dir, out=tmp_path / "report", segmenter="labels", plots=False,
+                      scheme=SubgroupScheme(families=FAMILIES))
+    files = sorted(result.out_dir.rglob("*.csv"))
+    assert {f.name for f in files} >= {"subjects.csv", "summary.csv", "anova.csv", "trends.csv"}
+    for path in files:
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle))  # csv, not pandas: pandas renames a duplicate to "bmi.1"
+        duplicates = sorted({name for name in header if header.count(name) > 1})
+        assert not duplicates, f"{path.name} has duplicate columns {duplicates}"
+    with open(result.out_dir / "subjects.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert {"age", "sex", "bmi", "age_band", "sex_band", "bmi_band", "sex_age_band"} <= set(header)
+
 
 def test_cli_runs_end_to_end_and_reports_errors_in_one_line(tmp_path, reference_dir, capsys):
     from petct_pipeline.cli import main

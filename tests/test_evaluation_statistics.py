@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from petct_pipeline.evaluation.statistics import (
+    BOOTSTRAP_MIN_N,
     cliffs_delta,
     cohens_d,
     compare,
     compare_coefficients,
+    deviation_ci,
     fit_ols,
+    resolution_pct,
     spread_ratio,
 )
 
@@ -52,3 +55,26 @@ def test_spread_ratio_of_compare_rows():
     assert math.isnan(spread_ratio(compare(a, np.full(5, 3.0))))  # the reference does not vary
     assert math.isnan(spread_ratio(compare(a, [1.0])))  # one reference value: no SD
     assert math.isnan(spread_ratio({"generated_std": 1.0}))  # reference missing
+
+
+def test_bootstrap_interval_of_the_deviation():
+    rng = np.random.default_rng(3)
+    # two samples of one distribution, few subjects: the interval holds the deviation and mostly spans 0
+    spans = 0
+    for _ in range(200):
+        g, r = rng.normal(10, 1, 8), rng.normal(10, 1, 8)
+        row = compare(g, r)
+        assert row["deviation_ci_low"] <= row["deviation_pct"] <= row["deviation_ci_high"]
+        assert row["resolvable"] == (not row["deviation_ci_low"] <= 0 <= row["deviation_ci_high"])
+        spans += not row["resolvable"]
+    assert spans >= 0.85 * 200  # the nominal level is 95 %; the percentile bootstrap is a little narrow
+    # a large shift is resolved, and its interval says by how much
+    a = rng.normal(10, 1, 8)
+    shifted = compare(a * 1.5, a)
+    assert shifted["resolvable"] and 30 < shifted["deviation_ci_low"] < 50 < shifted["deviation_ci_high"] < 70
+    assert resolution_pct(shifted) == pytest.approx((shifted["deviation_ci_high"] - shifted["deviation_ci_low"]) / 2)
+    # reproducible (fixed seed), and no interval below BOOTSTRAP_MIN_N subjects on a side
+    assert deviation_ci(a * 1.5, a) == deviation_ci(a * 1.5, a)
+    small = compare(a[: BOOTSTRAP_MIN_N - 1] * 1.5, a)
+    assert math.isnan(small["deviation_ci_low"]) and not small["resolvable"] and math.isnan(resolution_pct(small))
+    assert compare(a, a)["deviation_ci_low"] < 0 < compare(a, a)["deviation_ci_high"]

@@ -49,6 +49,7 @@ def register(subparsers: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
+    from ..evaluation.coverage import OK
     from ..evaluation.subgroups import SubgroupScheme, parse_edges, parse_families
     from ..organs import EVALUATION_ORGANS
 
@@ -73,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if worst is not None and worst["deviation_pct"] == worst["deviation_pct"]:
         print(f"largest deviation (all subjects, volume/SUVmean): {worst['organ']} {worst['metric']} "
               f"{worst['deviation_pct']:+.1f}%", file=sys.stdout)
+    missing = [f"{r['organ']} ({r['status']})" for r in all_rows if r["metric"] == "volume_ml" and r["status"] != OK]
+    if missing:
+        print(f"not compared (all subjects): {', '.join(missing)}; counts in summary.csv", file=sys.stdout)
     return 0
 
 

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..organs import EVALUATION_ORGANS
 from .image_checks import intensity_histograms, thumbnail
 from .inputs import EvaluationInput, SubjectInput, load_subject
-from .metrics import BODY, body_mask, body_metrics, measure_organs
+from .metrics import BODY, body_mask, body_metrics, measure_organs, organ_found
 from .segmenters import Segmenter
 
 __all__ = ["SubjectMeasurement", "CohortMeasurement", "measure_subject", "measure_cohort"]
@@ -51,10 +51,11 @@ class CohortMeasurement:
     seconds: float = 0.0
 
     def values(self, organ: str, metric: str, keys: Collection[str] | None = None) -> np.ndarray:
-        """The metric of every subject (optionally only those whose key is in ``keys``)."""
+        """The metric of every subject in which the organ was found (optionally only those whose key is in
+        ``keys``); a subject without the organ has no value, not a 0 mL organ (see ``coverage``)."""
         return np.array([m.organs[organ][metric] for m in self.subjects
-                         if metric in m.organs.get(organ, {}) and (keys is None or m.subject.key in keys)],
-                        dtype=np.float64)
+                         if metric in m.organs.get(organ, {}) and organ_found(m.organs[organ])
+                         and (keys is None or m.subject.key in keys)], dtype=np.float64)
 
 
 def measure_subject(subject: SubjectInput, segmenter: Segmenter, organs: Sequence[str] = EVALUATION_ORGANS,

@@ -2,7 +2,13 @@
 
 Plain steps, as nnU-Net evaluates: the cohorts are measured (``cohort``), compared here, then
 written (``writers``) and rendered (``markdown``). Nothing here touches the disk. The column
-tuples are the order of the CSV files, an interface other tools read.
+tuples are the order of the CSV files, an interface other tools read; every column name is
+used once per file (subjects.csv names a subgroup family's column ``<family>_band``).
+
+A summary row compares the subjects in which the organ was found; ``n_generated`` /
+``n_reference`` count them, ``generated_subjects`` / ``reference_subjects`` count the
+subgroup, and ``status`` says why a side has none (``coverage``), so an organ outside one
+cohort's field of view is reported as such rather than as an undefined number.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import Any
 from ..organs import EVALUATION_ORGANS
 from .cohort import CohortMeasurement
 from .cohort_checks import cohort_image_checks
-from .metrics import BODY, BODY_METRICS, METRICS
+from .coverage import organ_coverage
+from .metrics import BODY, BODY_METRICS, METRICS, organ_found
 from .statistics import TREND_MODELS, anova, compare, compare_coefficients, fit_ols
 from .subgroups import SubgroupScheme
 
@@ -27,7 +34,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "SUBJECT_METRICS",
     "SUBJECT_COLUMNS",
-    "group_column",
+    "band_column",
     "ANOVA_COLUMNS",
     "TREND_COLUMNS",
     "EvaluationResult",
@@ -44,11 +51,12 @@ __all__ = [
 SIDES = ("generated", "reference")
 #: significance level of the report's flags and of the ANOVA agreement
 ALPHA = 0.05
-#: summary.csv columns, in order (the first 13 are the documented interface)
+#: summary.csv columns, in order (the first 19 are the documented interface)
 SUMMARY_COLUMNS = (
     "subgroup", "family", "organ", "metric", "n_generated", "n_reference",
     "generated_mean", "reference_mean", "generated_median", "reference_median",
     "deviation_pct", "p_welch", "p_mannwhitney",
+    "deviation_ci_low", "deviation_ci_high", "resolvable", "status", "generated_subjects", "reference_subjects",
     "generated_q1", "generated_q3", "generated_iqr", "generated_std",
     "reference_q1", "reference_q3", "reference_iqr", "reference_std",
     "median_deviation_pct", "cohens_d", "cliffs_delta",
@@ -57,10 +65,12 @@ SUBJECT_METRICS = ("volume_ml", "suv_mean", "suv_max", "suv_peak", "hu_mean", "f
 SUBJECT_COLUMNS = ("cohort", "subject", "study", "age", "sex", "weight", "height", "bmi")
 
 
-def group_column(family: str) -> str:
-    """subjects.csv's column of a subgroup family: ``<family>_group`` where the family shares a demographic's name
-    (``age``, ``sex``, ``bmi``), so the band never overwrites the number (``bmi`` 27.3 and ``bmi_group`` bmi25-30)."""
-    return f"{family}_group" if family in SUBJECT_COLUMNS else family
+def band_column(family: str) -> str:
+    """subjects.csv's column of a subgroup family, ``<family>_band`` (``bmi_band``, ``sex_age_band``): the band
+    never shares a name with, or overwrites, the demographic it comes from (``bmi`` 27.3, ``bmi_band`` bmi25-30)."""
+    return f"{family}_band"
+
+
 ANOVA_COLUMNS = ("family", "organ", "metric", "groups", "generated_F", "generated_p", "reference_F",
                  "reference_p", "same_conclusion")
 TREND_COLUMNS = ("organ", "metric", "term", "generated_coef", "generated_se", "generated_p", "reference_coef",
@@ -110,11 +120,10 @@ def subgroup_members(generated: CohortMeasurement, reference: CohortMeasurement,
 
 def trend_data(measurement: CohortMeasurement, organ: str, metric: str, predictors: Sequence[str]
                ) -> tuple[list[float], dict[str, list[float]]]:
-    """Response and predictor values of one trend; an organ not found is NaN, not a 0 mL organ."""
-    subjects = [m for m in measurement.subjects if metric in m.organs.get(organ, {})]
+    """Response and predictor values of one trend, over the subjects in which the organ was found."""
+    subjects = [m for m in measurement.subjects
+                if metric in m.organs.get(organ, {}) and organ_found(m.organs[organ])]
     y = [m.organs[organ][metric] for m in subjects]
-    if metric == "volume_ml" and organ != BODY:
-        y = [v if v > 0 else math.nan for v in y]
     return y, {p: [m.subject.demographics.quantity(p) for m in subjects] for p in predictors}
 
 
@@ -125,7 +134,7 @@ def subject_rows(measurement: CohortMeasurement, scheme: SubgroupScheme) -> list
         d = m.subject.demographics
         base = {"cohort": measurement.role, "subject": m.subject.subject_id, "study": m.subject.study_id,
                 "age": d.age, "sex": d.sex, "weight": d.weight, "height": d.height, "bmi": round(d.bmi, 3)}
-        groups = {group_column(family): name for family, name in scheme.assign(d).items() if family != "all"}
+        groups = {band_column(family): name for family, name in scheme.assign(d).items() if family != "all"}
         for organ, values in m.organs.items():
             rows.append({**base, **groups, "organ": organ,
                          **{metric: values.get(metric, math.nan) for metric in SUBJECT_METRICS}})
@@ -134,7 +143,8 @@ def subject_rows(measurement: CohortMeasurement, scheme: SubgroupScheme) -> list
 
 def summary_rows(generated: CohortMeasurement, reference: CohortMeasurement, scheme: SubgroupScheme,
                  organs: Sequence[str], members: Members) -> list[dict[str, Any]]:
-    """:func:`~.statistics.compare` per subgroup x organ x metric, for the subgroups either side has."""
+    """:func:`~.statistics.compare` per subgroup x organ x metric, for the subgroups either side has,
+    with the organ's :func:`~.coverage.organ_coverage` in that subgroup."""
     rows = []
     for family in scheme.families:
         for subgroup in scheme.subgroups(family):
@@ -142,11 +152,14 @@ def summary_rows(generated: CohortMeasurement, reference: CohortMeasurement, sch
             if not keys["generated"] and not keys["reference"]:
                 continue
             for organ in organs:
+                coverage = organ_coverage(generated, reference, organ, keys["generated"], keys["reference"])
                 for metric in metrics_of(organ):
-                    row = compare(generated.values(organ, metric, keys["generated"]),
-                                  reference.values(organ, metric, keys["reference"]))
-                    rows.append({"subgroup": subgroup, "family": family, "organ": organ, "metric": metric,
-                                 **{c: row[c] for c in SUMMARY_COLUMNS[4:]}})
+                    row = {"subgroup": subgroup, "family": family, "organ": organ, "metric": metric,
+                           "status": coverage.status, "generated_subjects": coverage.generated_subjects,
+                           "reference_subjects": coverage.reference_subjects,
+                           **compare(generated.values(organ, metric, keys["generated"]),
+                                     reference.values(organ, metric, keys["reference"]))}
+                    rows.append({c: row[c] for c in SUMMARY_COLUMNS})
     return rows
 
 

@@ -1,7 +1,9 @@
 """Markdown rendering of an evaluation: ``summary.md`` (every summary row) and ``report.md``.
 
 Numbers: 3 significant digits (scientific below 1e-3 and from 1e5), deviations as signed
-percentages, p-values to 3 decimals (``<0.001`` below); undefined values are an en dash.
+percentages, p-values to 3 decimals (``<0.001`` below); undefined values are an en dash. A row
+without a comparison says why instead of a number: ``outside FOV (0/16 generated)``,
+``not segmented (0/16 reference)``, ``no generated subjects`` (statuses of ``coverage``).
 """
 
 from __future__ import annotations
@@ -15,19 +17,43 @@ from typing import Any
 import numpy as np
 
 from .comparison import ALPHA, EvaluationResult
+from .coverage import OK
 from .metrics import BODY, METRICS
-from .statistics import spread_ratio
+from .statistics import (
+    BOOTSTRAP_MIN_N,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    resolution_pct,
+    spread_ratio,
+)
 from .subgroups import SubgroupScheme
 
-__all__ = ["summary_markdown", "report_markdown"]
+__all__ = ["STATUS_WORDS", "summary_markdown", "report_markdown"]
 
 Lines = list[str]
-#: deviations larger than this (%) with Welch p < ALPHA are listed as the largest significant ones
+#: deviations larger than this (%) are listed: the largest significant ones (Welch p < ALPHA) and the ones
+#: the sample sizes cannot resolve
 FLAG_DEVIATION_PCT = 5.0
 PLOT_CAPTIONS = {
     "box": "Box plots by subgroup (orange: generated, blue: reference)",
     "trend": "Trends (points: subjects; lines: least squares per side)",
     "histograms": "Intensity histograms of body voxels",
+}
+
+#: what a status means, in the report's words (the rules are ``coverage``'s)
+STATUS_WORDS = {
+    "outside_generated_fov": "found in no generated subject, whose volumes are shorter than the reference "
+                             "subjects that have it: it lies outside the generated field of view",
+    "outside_reference_fov": "found in no reference subject, whose volumes are shorter than the generated "
+                             "subjects that have it: it lies outside the reference field of view",
+    "not_found_generated": "found in no generated subject although their volumes are as long: the generated "
+                           "label maps or the segmenter lack it",
+    "not_found_reference": "found in no reference subject although their volumes are as long: the reference "
+                           "label maps or the segmenter lack it",
+    "not_found": "found on neither side",
+    "no_generated_subjects": "the subgroup has no generated subject",
+    "no_reference_subjects": "the subgroup has no reference subject",
 }
 
 
@@ -54,6 +80,47 @@ def _p(value: Any) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _ci(row: dict[str, Any]) -> str:
+    low, high = row["deviation_ci_low"], row["deviation_ci_high"]
+    defined = all(value is not None and math.isfinite(value) for value in (low, high))
+    return f"[{_pct(low)}, {_pct(high)}]" if defined else "–"
+
+
+def _resolution(value: float) -> str:
+    return f"{value:.1f}%" if math.isfinite(value) else "–"
+
+
+def _coverage_text(row: dict[str, Any]) -> str:
+    """Why ``row`` has no comparison (``outside FOV (0/16 generated)``); "" when both sides were measured."""
+    generated = f"{row['n_generated']}/{row['generated_subjects']} generated"
+    reference = f"{row['n_reference']}/{row['reference_subjects']} reference"
+    return {
+        "outside_generated_fov": f"outside FOV ({generated})",
+        "outside_reference_fov": f"outside FOV ({reference})",
+        "not_found_generated": f"not segmented ({generated})",
+        "not_found_reference": f"not segmented ({reference})",
+        "not_found": f"not segmented ({generated}, {reference})",
+        "no_generated_subjects": "no generated subjects",
+        "no_reference_subjects": "no reference subjects",
+    }.get(row["status"], "")
+
+
+def _deviation(row: dict[str, Any]) -> str:
+    """The row's deviation, or why it has none."""
+    return _pct(row["deviation_pct"]) if row["status"] == OK else _coverage_text(row)
+
+
+def _complete(row: dict[str, Any]) -> bool:
+    """Whether the row's metric was measured in every subject of the subgroup on both sides."""
+    return (row["n_generated"], row["n_reference"]) == (row["generated_subjects"], row["reference_subjects"])
+
+
+def _counts(row: dict[str, Any]) -> str:
+    """``n_generated/n_reference``, with the subgroup's sizes where the organ was not measured in all of them."""
+    counts = f"{row['n_generated']}/{row['n_reference']}"
+    return counts if _complete(row) else f"{counts} of {row['generated_subjects']}/{row['reference_subjects']}"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -74,8 +141,13 @@ def summary_markdown(result: EvaluationResult, scheme: SubgroupScheme) -> str:
     parts = [
         "# Summary: generated vs reference, by subgroup, organ and metric",
         "",
-        "Each cell: mean (median [Q1, Q3]). Deviation = 100 x (generated mean - reference mean) / "
-        "reference mean. p: Welch's t-test and Mann-Whitney U, two-sided. d: Cohen's d (pooled SD).",
+        "Each cell: mean (median [Q1, Q3]) over the subjects in which the organ was found (n gen/ref; "
+        "`of` gives the subgroup's size where some subjects lack it). Deviation = 100 x (generated mean - "
+        f"reference mean) / reference mean, with its {CONFIDENCE:.0%} bootstrap CI (where it spans 0, these "
+        f"sample sizes cannot tell the deviation from 0; none below {BOOTSTRAP_MIN_N} subjects on a side). "
+        "p: Welch's t-test and Mann-Whitney U, two-sided. "
+        "d: Cohen's d (pooled SD). An organ outside a cohort's field of view, or not segmented, says so "
+        "with its counts.",
         "Units: volume mL, SUV g/mL, CT HU; `body` is the whole body (fat fraction: share of body voxels "
         "in -190..-30 HU).",
         "",
@@ -85,14 +157,14 @@ def summary_markdown(result: EvaluationResult, scheme: SubgroupScheme) -> str:
     for row in result.summary:
         by_group[row["subgroup"]].append(row)
     for subgroup, rows in by_group.items():
-        n_gen = max(r["n_generated"] for r in rows if r["metric"] == "volume_ml")
-        n_ref = max(r["n_reference"] for r in rows if r["metric"] == "volume_ml")
+        n_gen, n_ref = rows[0]["generated_subjects"], rows[0]["reference_subjects"]
         parts += ["", f"## {subgroup} (generated n={n_gen}, reference n={n_ref})", ""]
         parts.append(_table(
-            ("organ", "metric", "n gen/ref", "generated", "reference", "deviation", "p Welch", "p MWU", "d"),
-            [(r["organ"], r["metric"], f"{r['n_generated']}/{r['n_reference']}", _describe(r, "generated"),
-              _describe(r, "reference"), _pct(r["deviation_pct"]), _p(r["p_welch"]), _p(r["p_mannwhitney"]),
-              _num(r["cohens_d"], 2)) for r in rows]))
+            ("organ", "metric", "n gen/ref", "generated", "reference", "deviation", f"{CONFIDENCE:.0%} CI",
+             "p Welch", "p MWU", "d"),
+            [(r["organ"], r["metric"], _counts(r), _describe(r, "generated"), _describe(r, "reference"),
+              _deviation(r), _ci(r), _p(r["p_welch"]), _p(r["p_mannwhitney"]), _num(r["cohens_d"], 2))
+             for r in rows]))
     return "\n".join(parts) + "\n"
 
 
@@ -104,7 +176,9 @@ def report_markdown(result: EvaluationResult, info: dict[str, Any], scheme: Subg
     sections = (
         _header(info, scheme, organs),
         _headline(all_rows, table_organs),
+        _coverage(result, table_organs),
         _by_subgroup(result, scheme, organs),
+        _resolvable(result, table_organs),
         _spread(all_rows, table_organs),
         _largest_deviations(result),
         _anova(result),
@@ -160,7 +234,7 @@ def _headline(all_rows: dict[tuple[str, str], dict[str, Any]], organs: Sequence[
         cells = [organ]
         for metric in metrics:
             row = all_rows.get((organ, metric))
-            cells.append("" if row is None else _pct(row["deviation_pct"]) + ("*" if _significant(row) else ""))
+            cells.append("" if row is None else _deviation(row) + ("*" if _significant(row) else ""))
         deviations.append(cells)
     means = [[organ] + [(f"{_num(all_rows[(organ, m)]['generated_mean'])} / "
                          f"{_num(all_rows[(organ, m)]['reference_mean'])}" if (organ, m) in all_rows else "")
@@ -181,9 +255,42 @@ def _headline(all_rows: dict[tuple[str, str], dict[str, Any]], organs: Sequence[
     ]
 
 
+def _organ_rows(result: EvaluationResult, subgroup: str, organs: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per organ of ``subgroup`` (its volume row: the counts of subjects with the organ)."""
+    rows = {r["organ"]: r for r in result.summary if r["subgroup"] == subgroup and r["metric"] == "volume_ml"}
+    return [rows[organ] for organ in organs if organ in rows]
+
+
+def _coverage(result: EvaluationResult, organs: Sequence[str]) -> Lines:
+    lines = ["## Field of view and organ coverage", "",
+             "Statistics of an organ are over the subjects in which it was found. An organ found in no subject "
+             "of one side lies outside that side's field of view when that side's volumes are shorter (median "
+             "z extent) than the other side's subjects that have it; otherwise it was not segmented. Such an "
+             "organ gets no deviation, only its counts (summary.csv: `status`, `n_generated` of "
+             "`generated_subjects`, `n_reference` of `reference_subjects`).", ""]
+    rows = _organ_rows(result, "all", organs)
+    missing = [r for r in rows if r["status"] != OK]
+    partial = [r for r in rows if r["status"] == OK and not _complete(r)]
+    lines += [f"- `{r['organ']}`: {_coverage_text(r)}: {STATUS_WORDS[r['status']]}." for r in missing]
+    lines += [f"- `{r['organ']}`: found in {r['n_generated']} of {r['generated_subjects']} generated and "
+              f"{r['n_reference']} of {r['reference_subjects']} reference subjects; its statistics are over those "
+              "only (other people than the whole cohort when the missing ones differ)." for r in partial]
+    if not missing and not partial:
+        lines.append("Every organ was found in every subject of both sides.")
+    covered = {r["organ"] for r in rows if r["status"] == OK}
+    others = [r for r in result.summary if r["subgroup"] != "all" and r["metric"] == "volume_ml"
+              and r["status"] != OK and r["organ"] in covered]
+    if others:
+        lines += ["", "In subgroups: " + "; ".join(f"`{r['subgroup']}` {r['organ']} {_coverage_text(r)}"
+                                                   for r in others) + "."]
+    return lines + [""]
+
+
 def _by_subgroup(result: EvaluationResult, scheme: SubgroupScheme, organs: Sequence[str]) -> Lines:
     lines = ["## SUVmean and volume by subgroup", "",
-             "Deviation (%) of the generated mean per subgroup (rows) and organ (columns).", ""]
+             "Deviation (%) of the generated mean per subgroup (rows) and organ (columns), ± half the width of "
+             f"its {CONFIDENCE:.0%} bootstrap CI (about the smallest deviation the subgroup's sample sizes "
+             "resolve; see below).", ""]
     for metric in ("suv_mean", "volume_ml"):
         lines += [f"**{metric}**", ""]
         rows = []
@@ -195,7 +302,9 @@ def _by_subgroup(result: EvaluationResult, scheme: SubgroupScheme, organs: Seque
                          and r["metric"] == metric]
                 if match:
                     present = True
-                    cells.append(_pct(match[0]["deviation_pct"]))
+                    half = resolution_pct(match[0])
+                    cells.append(_deviation(match[0]) + (f" ±{half:.1f}" if match[0]["status"] == OK
+                                                         and math.isfinite(half) else ""))
                 else:
                     cells.append("")
             if present:
@@ -203,6 +312,69 @@ def _by_subgroup(result: EvaluationResult, scheme: SubgroupScheme, organs: Seque
         lines += [_table(("subgroup", *organs), rows), ""]
     return lines + ["Full tables: [summary.md](summary.md) (Markdown) and [summary.csv](summary.csv); one row per "
                     "subject and organ: [subjects.csv](subjects.csv).", ""]
+
+
+def _resolution_sentence(metric: str, cells: Sequence[dict[str, Any]]) -> str:
+    """One metric of subgroup ``all`` in words: what its sample sizes cannot resolve, and what they do."""
+    sized = [r for r in cells if math.isfinite(resolution_pct(r))]
+    parts = []
+    if sized:
+        sizes = ", ".join(f"{_resolution(resolution_pct(r))} ({r['organ']}"
+                          + ("" if _complete(r) else f", {r['n_generated']} vs {r['n_reference']} subjects") + ")"
+                          for r in sized)
+        resolved = [f"{r['organ']} {_pct(r['deviation_pct'])} {_ci(r)}" for r in sized if r["resolvable"]]
+        parts.append(f"deviations smaller than {sizes} cannot be told apart from 0; "
+                     + (f"resolved (the interval excludes 0): {', '.join(resolved)}" if resolved
+                        else "no deviation is resolved (every interval spans 0)"))
+    unsized = [r["organ"] for r in cells if not math.isfinite(resolution_pct(r))]
+    if unsized:
+        parts.append(f"no interval for {', '.join(unsized)} (fewer than {BOOTSTRAP_MIN_N} subjects with the "
+                     "organ on a side, or a reference mean of 0)")
+    return f"- **{metric}**: " + "; ".join(parts) + "."
+
+
+def _resolvable(result: EvaluationResult, organs: Sequence[str]) -> Lines:
+    """In words: which deviations the sample sizes cannot tell apart from 0."""
+    lines = [
+        "## What these sample sizes can resolve",
+        "",
+        f"Each deviation carries a {CONFIDENCE:.0%} percentile-bootstrap confidence interval (summary.csv: "
+        f"`deviation_ci_low`, `deviation_ci_high`; {BOOTSTRAP_RESAMPLES} resamples of the subjects, within "
+        f"each side independently, seed {BOOTSTRAP_SEED}) and `resolvable` (the interval excludes 0). Half "
+        "the interval's width is about the smallest deviation the two sample sizes tell apart from 0; a "
+        f"smaller one, in either direction, may be noise. Cells with fewer than {BOOTSTRAP_MIN_N} subjects "
+        "on a side get no interval (the bootstrap's interval is far too narrow there) and resolve nothing.",
+        "",
+    ]
+    rows = [r for r in result.summary if r["subgroup"] == "all" and r["status"] == OK]
+    if rows:
+        lines += [f"With {rows[0]['generated_subjects']} generated vs {rows[0]['reference_subjects']} reference "
+                  "subjects (`all`):", ""]
+        for metric in ("suv_mean", "volume_ml"):
+            cells = [r for organ in organs for r in rows if r["organ"] == organ and r["metric"] == metric]
+            if cells:
+                lines.append(_resolution_sentence(metric, cells))
+    smaller = [r for r in result.summary if r["subgroup"] != "all" and r["status"] == OK]
+    if smaller:
+        halves = np.array([resolution_pct(r) for r in smaller], dtype=np.float64)
+        halves = halves[np.isfinite(halves)]
+        sizes = [min(r["n_generated"], r["n_reference"]) for r in smaller]
+        spread = (f"half-widths are {_resolution(halves.min())}-{_resolution(halves.max())} (median "
+                  f"{_resolution(float(np.median(halves)))}), {np.count_nonzero(np.isfinite(halves))} of "
+                  f"{len(smaller)} cells have an interval" if halves.size else "no cell has an interval")
+        lines += ["", f"In the smaller subgroups ({min(sizes)}-{max(sizes)} subjects on the smaller side) {spread}; "
+                  f"{sum(r['resolvable'] for r in smaller)} resolve their deviation."]
+    unresolved = [r for r in result.summary if r["status"] == OK and not r["resolvable"]
+                  and math.isfinite(r["deviation_pct"]) and abs(r["deviation_pct"]) > FLAG_DEVIATION_PCT]
+    if unresolved:
+        unresolved.sort(key=lambda r: -abs(r["deviation_pct"]))
+        lines += ["", f"Deviations larger than {FLAG_DEVIATION_PCT:g}% that these sample sizes cannot resolve "
+                  f"(the interval spans 0 or there is none; {len(unresolved)} in all, the largest below): do not "
+                  "read them as differences.", "",
+                  _table(("subgroup", "organ", "metric", "n gen/ref", "deviation", f"{CONFIDENCE:.0%} CI"),
+                         [(r["subgroup"], r["organ"], r["metric"], _counts(r), _pct(r["deviation_pct"]), _ci(r))
+                          for r in unresolved[:15]])]
+    return lines + [""]
 
 
 def _spread_cells(row: dict[str, Any] | None) -> list[str]:
@@ -237,11 +409,11 @@ def _largest_deviations(result: EvaluationResult) -> Lines:
                 f"No deviation larger than {FLAG_DEVIATION_PCT:g}% with p < {ALPHA:g} (Welch).", ""]
     flagged.sort(key=lambda r: -abs(r["deviation_pct"]))
     return ["## Largest significant deviations", "",
-            _table(("subgroup", "organ", "metric", "generated mean", "reference mean", "deviation", "p Welch",
-                    "p MWU", "d"),
-                   [(r["subgroup"], r["organ"], r["metric"], _num(r["generated_mean"]), _num(r["reference_mean"]),
-                     _pct(r["deviation_pct"]), _p(r["p_welch"]), _p(r["p_mannwhitney"]), _num(r["cohens_d"], 2))
-                    for r in flagged[:15]]),
+            _table(("subgroup", "organ", "metric", "n gen/ref", "generated mean", "reference mean", "deviation",
+                    f"{CONFIDENCE:.0%} CI", "p Welch", "p MWU", "d"),
+                   [(r["subgroup"], r["organ"], r["metric"], _counts(r), _num(r["generated_mean"]),
+                     _num(r["reference_mean"]), _pct(r["deviation_pct"]), _ci(r), _p(r["p_welch"]),
+                     _p(r["p_mannwhitney"]), _num(r["cohens_d"], 2)) for r in flagged[:15]]),
             ""]
 
 
@@ -261,6 +433,14 @@ def _anova(result: EvaluationResult) -> Lines:
     ]
 
 
+def _coefficient(row: dict[str, Any], side: str) -> str:
+    """``coef ± se``, or why the side's regression has none (too few subjects with the organ)."""
+    coef = row[f"{side}_coef"]
+    if coef is None or not math.isfinite(coef):
+        return f"not fitted (n={row[f'n_{side}']})"
+    return f"{_num(coef)} ± {_num(row[f'{side}_se'], 2)}"
+
+
 def _trends(result: EvaluationResult) -> Lines:
     rows = [r for r in result.trends if r["term"] != "intercept" and r["organ"] != BODY]
     return [
@@ -271,9 +451,8 @@ def _trends(result: EvaluationResult) -> Lines:
         "[trends.csv](trends.csv).",
         "",
         _table(("organ", "metric", "term", "generated", "reference", "difference", "p diff"),
-               [(r["organ"], r["metric"], r["term"], f"{_num(r['generated_coef'])} ± {_num(r['generated_se'], 2)}",
-                 f"{_num(r['reference_coef'])} ± {_num(r['reference_se'], 2)}", _pct(r["difference_pct"]),
-                 _p(r["p_difference"])) for r in rows]),
+               [(r["organ"], r["metric"], r["term"], _coefficient(r, "generated"), _coefficient(r, "reference"),
+                 _pct(r["difference_pct"]), _p(r["p_difference"])) for r in rows]),
         "",
     ]
 
@@ -331,8 +510,11 @@ def _how_to_read() -> Lines:
         "- A good generator has deviations near 0% and large p-values in every subgroup, reproduces "
         "the reference's subgroup differences (ANOVA `same`) and trends (coefficients close, p diff "
         "large), has no NaN/inf voxels, small histogram distances and non-zero sample diversity.",
-        "- With small subgroups p-values are weak evidence either way; look at deviations and effect "
-        "sizes (Cohen's d around 0.2 is small, 0.8 large).",
+        "- With small subgroups p-values are weak evidence either way; look at deviations with their "
+        "confidence intervals (a deviation whose interval spans 0 is not resolved by these sample sizes) "
+        "and effect sizes (Cohen's d around 0.2 is small, 0.8 large).",
+        "- An organ outside one cohort's field of view, or missing from its label maps, is counted, not "
+        "compared; compare cohorts that cover the same body where possible.",
         "- Organ metrics depend on the segmenter; compare like with like (the same segmenter on both "
         "sides where possible).",
         "",

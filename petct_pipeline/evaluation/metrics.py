@@ -14,13 +14,15 @@ Definitions (physical units throughout: mL, SUVbw in g/mL, HU):
   table removed, lungs filled in), its volume, SUVmean/max, mean HU and ``fat_fraction``: the
   share of body voxels in the adipose window -190 .. -30 HU.
 
-An organ missing from the label map has volume 0 and undefined (NaN) intensity metrics.
+An organ missing from the label map has volume 0 and undefined (NaN) intensity metrics;
+:func:`organ_found` is the one test of that, so a missing organ is left out of every comparison
+(it is not a 0 mL organ) and counted instead (``coverage``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import signal
@@ -39,6 +41,7 @@ __all__ = [
     "sphere_kernel",
     "suv_peak",
     "organ_metrics",
+    "organ_found",
     "measure_organs",
     "body_mask",
     "body_metrics",
@@ -116,6 +119,12 @@ def organ_metrics(ct: np.ndarray, suv: np.ndarray, mask: np.ndarray, spacing: Se
         "suv_peak": suv_peak(suv, mask, spacing, kernel=kernel),
         "hu_mean": float(ct[mask].astype(np.float64).mean()),
     }
+
+
+def organ_found(values: Mapping[str, float]) -> bool:
+    """Whether one subject's measurement of an organ (:func:`organ_metrics` / :func:`body_metrics`) found it."""
+    volume = values.get("volume_ml", 0.0)
+    return math.isfinite(volume) and volume > 0
 
 
 def measure_organs(ct: np.ndarray, suv: np.ndarray, labels: np.ndarray, spacing: Sequence[float],

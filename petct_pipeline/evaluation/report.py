@@ -2,22 +2,31 @@
 
 Plain steps: discover both cohorts, measure every subject (``cohort``), compare the cohorts
 (``comparison``), write the tables and plots (``writers``) and render the Markdown
-(``markdown``). Writes into ``out`` (these formats are an interface; other tools read them):
+(``markdown``). Writes into ``out`` (these formats are an interface; other tools read them; a
+CSV names each column once):
 
 ==================  ==========================================================================
-subjects.csv        one row per cohort x subject x organ (``body`` = whole body): demographics,
-                    subgroups, ``volume_ml, suv_mean, suv_max, suv_peak, hu_mean, fat_fraction``
+subjects.csv        one row per cohort x subject x organ (``body`` = whole body): demographics
+                    (``age, sex, weight, height, bmi``), one ``<family>_band`` per subgroup family
+                    (``sex_age_band``, ``bmi_band``), ``volume_ml, suv_mean, suv_max, suv_peak,
+                    hu_mean, fat_fraction``
 summary.csv         one row per subgroup x organ x metric: ``subgroup, family, organ, metric,
                     n_generated, n_reference, generated_mean, reference_mean, generated_median,
-                    reference_median, deviation_pct, p_welch, p_mannwhitney`` + quartiles, IQR,
-                    SD, median deviation, Cohen's d, Cliff's delta
+                    reference_median, deviation_pct, p_welch, p_mannwhitney, deviation_ci_low,
+                    deviation_ci_high, resolvable, status, generated_subjects,
+                    reference_subjects`` + quartiles, IQR, SD, median deviation, Cohen's d,
+                    Cliff's delta. ``n_*`` count the subjects with the organ measured, ``*_subjects``
+                    the subgroup's; ``status`` says why a side has none (``coverage``: e.g.
+                    ``outside_generated_fov``); the interval is a 95 % bootstrap of the deviation
 summary.md          the same as Markdown tables, one per subgroup
 anova.csv           one-way ANOVA across the subgroups of each family, on each side
 trends.csv          trend regressions per organ, both sides, compared coefficient by coefficient
 image_checks.json   non-finite voxels, HU/SUV histogram Wasserstein distances, sample diversity
 evaluation.json     inputs, segmenter, subgroup scheme, timing, versions, file list
 plots/*.png         box plots per metric, trend scatter plots, intensity histograms
-report.md           the readable report embedding tables and plots, with the evaluation time
+report.md           the readable report embedding tables and plots, with the evaluation time, the
+                    organs outside a cohort's field of view and, in words, the deviations the
+                    sample sizes cannot resolve
 ==================  ==========================================================================
 """
 

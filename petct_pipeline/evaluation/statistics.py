@@ -2,8 +2,17 @@
 
 * :func:`describe`: n, mean, median, quartiles, IQR, SD (NaN values are left out).
 * :func:`compare`: relative deviation of the means, ``deviation_pct = 100 * (gen_mean -
-  ref_mean) / ref_mean``; Welch's t-test and the Mann-Whitney U test (two-sided, scipy);
-  effect sizes Cohen's d (pooled SD) and Cliff's delta (P(gen > ref) - P(gen < ref)).
+  ref_mean) / ref_mean``, with its 95 % bootstrap confidence interval (:func:`deviation_ci`);
+  Welch's t-test and the Mann-Whitney U test (two-sided, scipy); effect sizes Cohen's d
+  (pooled SD) and Cliff's delta (P(gen > ref) - P(gen < ref)).
+* :func:`deviation_ci`: percentile bootstrap (``scipy.stats.bootstrap``) resampling the subjects
+  of each side independently, :data:`BOOTSTRAP_RESAMPLES` resamples from the fixed seed
+  :data:`BOOTSTRAP_SEED`, so a report is reproducible; a deviation is ``resolvable`` when its
+  interval excludes 0, and :func:`resolution_pct` (half the interval's width) is about the
+  smallest deviation the two sample sizes can tell apart from 0. The percentile bootstrap is
+  too narrow in small samples (the resampled means vary less than the sample mean does: with 2
+  subjects a side it calls a third of null differences resolved), so a side with fewer than
+  :data:`BOOTSTRAP_MIN_N` values gets no interval and nothing is resolvable there.
 * :func:`spread_ratio`: generated SD / reference SD of one :func:`compare` row (below 1 the
   generated subjects are more alike than the reference ones: under-dispersion).
 * :func:`anova`: one-way ANOVA of one side across the subgroups of a family; the report
@@ -28,6 +37,13 @@ __all__ = [
     "TREND_MODELS",
     "describe",
     "deviation_pct",
+    "relative_deviation",
+    "BOOTSTRAP_RESAMPLES",
+    "BOOTSTRAP_SEED",
+    "CONFIDENCE",
+    "BOOTSTRAP_MIN_N",
+    "deviation_ci",
+    "resolution_pct",
     "cohens_d",
     "cliffs_delta",
     "compare",
@@ -43,6 +59,15 @@ TREND_MODELS: dict[str, tuple[str, ...]] = {
     "volume_ml": ("height", "weight", "sex", "age"),
     "suv_mean": ("age", "bmi"),
 }
+
+#: bootstrap resamples per confidence interval (Monte Carlo error of a 95 % percentile bound ~0.1 SE)
+BOOTSTRAP_RESAMPLES = 2000
+#: every interval starts from this seed: the same two samples always give the same interval
+BOOTSTRAP_SEED = 0
+#: confidence level of :func:`deviation_ci`
+CONFIDENCE = 0.95
+#: fewest values on each side for an interval (below, the percentile bootstrap's interval is far too narrow)
+BOOTSTRAP_MIN_N = 5
 
 _NAN = float("nan")
 
@@ -69,11 +94,49 @@ def describe(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     }
 
 
+def relative_deviation(generated_mean: np.ndarray, reference_mean: np.ndarray) -> np.ndarray:
+    """Elementwise 100 * (generated - reference) / reference; NaN where the reference is 0 or undefined."""
+    g, r = np.asarray(generated_mean, dtype=np.float64), np.asarray(reference_mean, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 100.0 * (g - r) / r
+    return np.where(np.isfinite(g) & np.isfinite(r) & (r != 0), out, np.nan)
+
+
 def deviation_pct(generated_mean: float, reference_mean: float) -> float:
     """100 * (generated - reference) / reference; NaN when the reference mean is 0 or undefined."""
-    if not (math.isfinite(generated_mean) and math.isfinite(reference_mean)) or reference_mean == 0:
+    return float(relative_deviation(generated_mean, reference_mean))
+
+
+def _mean_deviation(generated: np.ndarray, reference: np.ndarray, axis: int = -1) -> np.ndarray:
+    return relative_deviation(generated.mean(axis=axis), reference.mean(axis=axis))
+
+
+def deviation_ci(generated: Sequence[float], reference: Sequence[float]) -> tuple[float, float]:
+    """:data:`CONFIDENCE` percentile-bootstrap interval of ``deviation_pct`` of the means (finite values).
+
+    Each side's subjects are resampled with replacement independently (the sides are different
+    people). NaN bounds with fewer than :data:`BOOTSTRAP_MIN_N` values on a side or when a resampled
+    reference mean is 0.
+    """
+    g, r = _clean(generated), _clean(reference)
+    if g.size < BOOTSTRAP_MIN_N or r.size < BOOTSTRAP_MIN_N:
+        return _NAN, _NAN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate (constant) samples: the interval is that constant
+        result = stats.bootstrap((g, r), _mean_deviation, n_resamples=BOOTSTRAP_RESAMPLES, paired=False,
+                                 vectorized=True, confidence_level=CONFIDENCE, method="percentile",
+                                 rng=np.random.default_rng(BOOTSTRAP_SEED))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else (_NAN, _NAN)
+
+
+def resolution_pct(row: Mapping[str, float | None]) -> float:
+    """Half the width of a :func:`compare` row's deviation interval: deviations smaller than this cannot be
+    told apart from 0 with these sample sizes; NaN without an interval."""
+    low, high = row.get("deviation_ci_low"), row.get("deviation_ci_high")
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return _NAN
-    return 100.0 * (generated_mean - reference_mean) / reference_mean
+    return (high - low) / 2.0
 
 
 def cohens_d(generated: Sequence[float], reference: Sequence[float]) -> float:
@@ -109,7 +172,8 @@ def _p_value(test, *args, **kwargs) -> float:
 
 
 def compare(generated: Sequence[float], reference: Sequence[float]) -> dict[str, float]:
-    """Descriptive statistics of both sides plus deviation, tests and effect sizes (one summary row)."""
+    """Descriptive statistics of both sides plus deviation (with its interval and whether it is
+    ``resolvable``: the interval excludes 0), tests and effect sizes (one summary row)."""
     g, r = _clean(generated), _clean(reference)
     dg, dr = describe(g), describe(r)
     row: dict[str, float] = {"n_generated": dg["n"], "n_reference": dr["n"]}
@@ -118,6 +182,8 @@ def compare(generated: Sequence[float], reference: Sequence[float]) -> dict[str,
         row[f"reference_{key}"] = dr[key]
     row["deviation_pct"] = deviation_pct(dg["mean"], dr["mean"])
     row["median_deviation_pct"] = deviation_pct(dg["median"], dr["median"])
+    row["deviation_ci_low"], row["deviation_ci_high"] = deviation_ci(g, r)
+    row["resolvable"] = bool(row["deviation_ci_low"] > 0 or row["deviation_ci_high"] < 0)  # False for NaN
     enough = g.size >= 2 and r.size >= 2
     if enough and np.array_equal(np.sort(g), np.sort(r)):
         row["p_welch"] = row["p_mannwhitney"] = 1.0  # identical samples (scipy gives NaN when both are constant)

@@ -25,7 +25,7 @@ from .comparison import (
     SUMMARY_COLUMNS,
     TREND_COLUMNS,
     EvaluationResult,
-    group_column,
+    band_column,
     subgroup_members,
     trend_data,
 )
@@ -84,8 +84,8 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_tables(result: EvaluationResult, out_dir: Path, scheme: SubgroupScheme) -> dict[str, Path]:
     """subjects.csv, summary.csv, anova.csv, trends.csv and image_checks.json; file name -> path."""
-    group_columns = tuple(group_column(f) for f in scheme.families if f != "all")
-    subject_columns = (*SUBJECT_COLUMNS, *group_columns, "organ", *SUBJECT_METRICS)
+    band_columns = tuple(band_column(f) for f in scheme.families if f != "all")
+    subject_columns = (*SUBJECT_COLUMNS, *band_columns, "organ", *SUBJECT_METRICS)
     return {
         "subjects.csv": write_csv(out_dir / "subjects.csv", subject_columns, result.subjects),
         "summary.csv": write_csv(out_dir / "summary.csv", SUMMARY_COLUMNS, result.summary),

@@ -18,7 +18,8 @@ from petct_pipeline.geometry import ras_affine
 from petct_pipeline.io import save_nifti, write_json
 from petct_pipeline.organs import LABEL_IDS
 
-__all__ = ["SPACING", "ORGANS", "DEMOGRAPHICS", "make_volumes", "write_generated", "write_autopet", "read_csv"]
+__all__ = ["SPACING", "ORGANS", "DEMOGRAPHICS", "make_volumes", "crop_inferior", "write_generated", "write_autopet",
+           "read_csv"]
 
 SPACING = 8.0
 # organ: (centre as fraction of (x, y, z), semi-axes in mm at 70 kg, CT HU, SUV)
@@ -83,11 +84,23 @@ def make_volumes(d: Demographics, seed: int, liver_suv_scale: float = 1.0):
     return ct, suv, labels, affine
 
 
+def crop_inferior(ct, suv, labels, affine, fraction: float):
+    """The volumes without their inferior ``fraction`` of slices (a field of view that stops higher up)."""
+    start = int(round(fraction * ct.shape[2]))
+    affine = affine.copy()
+    affine[:3, 3] += start * affine[:3, 2]
+    return ct[..., start:], suv[..., start:], labels[..., start:], affine
+
+
 def write_generated(root: Path, subjects=DEMOGRAPHICS, seeds=None, liver_suv_scale: float = 1.0,
-                    with_labels: bool = True) -> Path:
+                    with_labels: bool = True, crop_below: float = 0.0, drop_organs=()) -> Path:
+    """Generated-layout cohort; ``crop_below``: share of each volume's slices cut off at the feet end,
+    ``drop_organs``: organs left out of the label maps (their voxels keep their intensities)."""
     for i, d in enumerate(subjects):
         seed = i if seeds is None else seeds[i]
-        ct, suv, labels, affine = make_volumes(d, seed, liver_suv_scale)
+        ct, suv, labels, affine = crop_inferior(*make_volumes(d, seed, liver_suv_scale), crop_below)
+        for organ in drop_organs:
+            labels[labels == LABEL_IDS[organ]] = 0
         folder = root / f"s{i:03d}"
         save_nifti(np.round(ct).astype(np.int16), affine, folder / "ct.nii.gz")
         save_nifti(suv.astype(np.float32), affine, folder / "pet_suv.nii.gz")
