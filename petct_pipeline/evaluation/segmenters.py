@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,8 @@ __all__ = [
     "LabelsSegmenter",
     "TotalSegmentatorSegmenter",
     "ModelSegmenter",
+    "ModelInput",
+    "model_input",
     "make_segmenter",
 ]
 
@@ -190,18 +193,13 @@ class ModelSegmenter(Segmenter):
     def predict(self, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray) -> np.ndarray:
         """Label map (TotalSegmentator ids, int16) on the grid of ``ct``/``suv`` (HU, SUVbw)."""
         model = self.load()
-        shape, model_affine = model.model_grid(ct.shape, affine)
-        ct_m = resample(ct, affine, shape, model_affine, order=1, cval=AIR_HU, anti_alias=True)
-        suv_m = np.clip(resample(suv, affine, shape, model_affine, order=1, cval=0.0, anti_alias=True), 0.0, None)
-        body = body_mask(ct_m, model_affine)
-        ct_m[~body] = AIR_HU
-        suv_m[~body] = 0.0
-        volume = torch.from_numpy(np.stack([hu_to_model(ct_m), suv_to_model(suv_m)]).astype(np.float32))[None]
-        logits = model.logits(_pad_with_air(volume, model.spatial_multiple))
+        prepared = model_input(model, ct, suv, affine)
+        shape = prepared.shape
+        logits = model.logits(prepared.volume)
         classes = logits[:, :, : shape[0], : shape[1], : shape[2]].argmax(dim=1)[0].cpu().numpy()
-        classes[~body] = 0
+        classes[~prepared.body] = 0
         labels = model.classes_to_ids(classes)
-        return resample(labels, model_affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
+        return resample(labels, prepared.affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
 
     def describe(self) -> str:
         model = self.load()
@@ -211,6 +209,28 @@ class ModelSegmenter(Segmenter):
         if isinstance(dice, dict) and dice:
             text += "; held-out Dice " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items() if v is not None)
         return text
+
+
+@dataclass
+class ModelInput:
+    """A volume as an :class:`OrganSegmentationModel` sees it (also what its encoder features are pooled over)."""
+
+    volume: torch.Tensor  # (1, 2, X', Y', Z') model-space CT and PET, padded with air to the network's multiple
+    shape: tuple[int, int, int]  # the unpadded model grid (X, Y, Z)
+    affine: np.ndarray  # RAS affine of the model grid
+    body: np.ndarray  # (X, Y, Z) body mask on the model grid; outside it CT is air and PET zero
+
+
+def model_input(model: OrganSegmentationModel, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray) -> ModelInput:
+    """``ct``/``suv`` (HU, SUVbw) on ``model``'s isotropic grid (anti-aliased), masked to the body, in model space."""
+    shape, model_affine = model.model_grid(ct.shape, affine)
+    ct_m = resample(ct, affine, shape, model_affine, order=1, cval=AIR_HU, anti_alias=True)
+    suv_m = np.clip(resample(suv, affine, shape, model_affine, order=1, cval=0.0, anti_alias=True), 0.0, None)
+    body = body_mask(ct_m, model_affine)
+    ct_m[~body] = AIR_HU
+    suv_m[~body] = 0.0
+    volume = torch.from_numpy(np.stack([hu_to_model(ct_m), suv_to_model(suv_m)]).astype(np.float32))[None]
+    return ModelInput(_pad_with_air(volume, model.spatial_multiple), tuple(shape), model_affine, body)
 
 
 def _pad_with_air(volume: torch.Tensor, multiple: int) -> torch.Tensor:
