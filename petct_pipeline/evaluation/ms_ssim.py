@@ -17,7 +17,7 @@ Parameters, chosen for whole-body volumes a few dozen voxels wide:
 * Gaussian window of :data:`MSSSIM_KERNEL` voxels (sigma :data:`MSSSIM_SIGMA`), and as many of
   the standard five scales (weights 0.0448, 0.2856, 0.3001, 0.2363, 0.1333, renormalised) as the
   smallest volume allows (MONAI's size rule, and the window must fit at the coarsest scale): a
-  whole-body volume at 8 mm (56 x 56 x 110) gets 4 scales (8 to 64 mm), a 12-slice test volume 2.
+  whole-body volume at 8 mm (56 x 56 x 110) gets 4 scales (8 to 64 mm), a 44 x 30 x 124 test volume 3.
   One evaluation uses one set of scales for every pair;
 * two volumes of different size (subjects of different height) are cropped to their common
   size, centred in x/y and aligned at the top slice (the vertex).
