@@ -1,4 +1,5 @@
-"""``petct evaluate``: organ volumes and uptake of a generated cohort against a reference, by subgroup."""
+"""``petct evaluate``: organ volumes and uptake of a generated cohort against a reference, by subgroup, and its
+image-level realism, diversity and memorisation."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ def register(subparsers: SubParsers) -> None:
         description="Segment every subject of a generated cohort (`petct generate --cohort` output) and of a "
         "reference (AutoPET layout, e.g. `petct phantom` output, or another generated cohort), measure organ "
         "volume, SUVmean/max/peak and mean HU, and compare the two per demographic subgroup with statistics "
-        "and plots. Writes subjects.csv, summary.csv, summary.md, anova.csv, trends.csv, image_checks.json, "
-        "plots/*.png and report.md into --out.",
+        "and plots. Also checks image-level realism: a Fréchet distance of the organ segmenter's encoder "
+        "features (with its floor between two halves of the reference), MS-SSIM diversity among generated "
+        "samples sharing demographics, and with --train-reference a memorisation audit (near copies of "
+        "training subjects). Writes subjects.csv, summary.csv, summary.md, anova.csv, trends.csv, "
+        "image_checks.json, evaluation.json, plots/*.png, report.md (and memorisation.csv) into --out.",
     )
     parser.add_argument("--generated", type=Path, required=True, help="generated cohort folder (or AutoPET layout)")
     parser.add_argument("--reference", type=Path, required=True, help="reference folder (AutoPET layout or cohort)")
@@ -44,12 +48,22 @@ def register(subparsers: SubParsers) -> None:
                         help="comma-separated TotalSegmentator organ names or groups (default: liver, spleen, "
                         "kidney_left, kidney_right, heart, lungs, brain, urinary_bladder, aorta)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--train-reference", type=Path, default=None, metavar="DIR",
+                        help="the model's training cohort (any layout --reference takes): audit memorisation, "
+                        "i.e. each generated subject's distance to its nearest training subject against the "
+                        "held-out reference subjects' distances; writes memorisation.csv")
+    parser.add_argument("--feature-model", type=Path, default=None, metavar="PATH",
+                        help="organ segmenter whose encoder features the Fréchet distance and the memorisation "
+                        "audit use (default: the shipped checkpoints/petct-phantom-seg, or $PETCT_SEGMENTER)")
+    parser.add_argument("--no-realism", action="store_true",
+                        help="skip the Fréchet distance and MS-SSIM diversity (not with --train-reference)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate
     from ..evaluation.coverage import OK
+    from ..evaluation.markdown import realism_lines
     from ..evaluation.subgroups import SubgroupScheme, parse_edges, parse_families
     from ..organs import EVALUATION_ORGANS
 
@@ -63,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         args.generated, args.reference, out=args.out, segmenter=args.segmenter or _default_segmenter(),
         reference_segmenter=args.reference_segmenter, workers=args.workers, scheme=scheme, organs=organs,
-        plots=not args.no_plots,
+        plots=not args.no_plots, train_reference=args.train_reference, feature_model=args.feature_model,
+        realism=not args.no_realism,
     )
     all_rows = [r for r in result.summary if r["subgroup"] == "all" and r["metric"] in ("volume_ml", "suv_mean")
                 and r["organ"] != "body"]
@@ -77,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     missing = [f"{r['organ']} ({r['status']})" for r in all_rows if r["metric"] == "volume_ml" and r["status"] != OK]
     if missing:
         print(f"not compared (all subjects): {', '.join(missing)}; counts in summary.csv", file=sys.stdout)
+    if result.realism:
+        for line in realism_lines(result.realism):
+            print(line, file=sys.stdout)
     return 0
 
 

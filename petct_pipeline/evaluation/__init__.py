@@ -4,6 +4,9 @@
     result = evaluate("generated/", "phantoms/", out="report/", segmenter="labels")
     result.row("all", "liver", "suv_mean")["deviation_pct"]
 
+Image-level checks run in the same call: a Fréchet distance of the organ segmenter's encoder
+features, MS-SSIM diversity and, with ``train_reference=``, a memorisation audit (``realism``).
+
 The command line is ``petct evaluate`` (see ``petct_pipeline/commands/evaluate.py``). The steps
 ``evaluate`` runs are public too: ``discover_inputs`` -> ``measure_cohort`` -> ``compare_cohorts``
 (tables in memory); writing and rendering are in ``writers`` and ``markdown``. Exported here is
@@ -12,8 +15,13 @@ what a user calls or receives; helpers (e.g. ``metrics.sphere_kernel``) stay in 
 
 from .cohort import CohortMeasurement, SubjectMeasurement, measure_cohort
 from .comparison import SUMMARY_COLUMNS, EvaluationResult, compare_cohorts
+from .encoder_features import FeatureExtractor
+from .frechet import frechet_distance
 from .inputs import EvaluationInput, SubjectInput, SubjectVolumes, discover_inputs, load_subject
+from .memorisation import memorisation_audit
 from .metrics import BODY, BODY_METRICS, METRICS, body_metrics, measure_organs, suv_peak
+from .ms_ssim import pairwise_ms_ssim
+from .realism import realism_checks
 from .report import evaluate
 from .segmenters import (
     SEGMENTER_SPECS,
@@ -59,6 +67,12 @@ __all__ = [
     "cliffs_delta",
     "fit_ols",
     "TREND_MODELS",
+    # image-level realism, diversity and memorisation
+    "FeatureExtractor",
+    "frechet_distance",
+    "pairwise_ms_ssim",
+    "memorisation_audit",
+    "realism_checks",
     # segmenters
     "Segmenter",
     "LabelsSegmenter",

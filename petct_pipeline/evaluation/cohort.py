@@ -1,4 +1,4 @@
-"""Measure every subject of one cohort: load, segment, organ and body metrics, image checks.
+"""Measure every subject of one cohort: load, segment, organ and body metrics, image checks, encoder features.
 
 One subject at a time per process (memory stays at one volume per worker); ``workers > 1``
 spreads subjects over spawned processes, each limited to one torch thread.
@@ -17,9 +17,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..organs import EVALUATION_ORGANS
+from .encoder_features import FeatureExtractor
 from .image_checks import intensity_histograms, thumbnail
 from .inputs import EvaluationInput, SubjectInput, load_subject
 from .metrics import BODY, body_mask, body_metrics, measure_organs, organ_found
+from .ms_ssim import diversity_volume
 from .segmenters import Segmenter
 
 __all__ = ["SubjectMeasurement", "CohortMeasurement", "measure_subject", "measure_cohort"]
@@ -41,6 +43,11 @@ class SubjectMeasurement:
     spacing: tuple[float, float, float]
     seconds: float
     thumbnail: np.ndarray | None = None
+    #: (2, X, Y, Z) model-space volume at about 8 mm for MS-SSIM, kept with the thumbnail
+    diversity_volume: np.ndarray | None = None
+    #: encoder feature vector (Fréchet distance, memorisation audit) and the seconds it took
+    features: np.ndarray | None = None
+    feature_seconds: float = 0.0
 
 
 @dataclass
@@ -59,7 +66,8 @@ class CohortMeasurement:
 
 
 def measure_subject(subject: SubjectInput, segmenter: Segmenter, organs: Sequence[str] = EVALUATION_ORGANS,
-                    keep_thumbnail: bool = False) -> SubjectMeasurement:
+                    keep_thumbnail: bool = False, features: FeatureExtractor | None = None) -> SubjectMeasurement:
+    """Everything the report needs from one subject; ``keep_thumbnail`` keeps its thumbnail and MS-SSIM volume."""
     started = time.perf_counter()
     volumes = load_subject(subject)
     labels = segmenter.segment(subject, volumes)
@@ -71,6 +79,9 @@ def measure_subject(subject: SubjectInput, segmenter: Segmenter, organs: Sequenc
     body = body_mask(volumes.ct, volumes.affine)
     results[BODY] = body_metrics(volumes.ct, volumes.suv, volumes.affine, mask=body)
     hu_counts, suv_counts = intensity_histograms(volumes.ct, volumes.suv, body)
+    feature_started = time.perf_counter()
+    vector = features.features(volumes) if features is not None else None
+    feature_seconds = time.perf_counter() - feature_started if features is not None else 0.0
     return SubjectMeasurement(
         subject=subject,
         organs=results,
@@ -82,6 +93,9 @@ def measure_subject(subject: SubjectInput, segmenter: Segmenter, organs: Sequenc
         spacing=spacing,
         seconds=time.perf_counter() - started,
         thumbnail=thumbnail(volumes.ct, volumes.suv, spacing) if keep_thumbnail else None,
+        diversity_volume=diversity_volume(volumes.ct, volumes.suv, spacing) if keep_thumbnail else None,
+        features=vector,
+        feature_seconds=feature_seconds,
     )
 
 
@@ -93,15 +107,16 @@ def _limit_threads() -> None:
 
 def measure_cohort(cohort: EvaluationInput, segmenter: Segmenter, role: str,
                    organs: Sequence[str] = EVALUATION_ORGANS, workers: int = 1,
-                   thumbnails: Collection[str] = ()) -> CohortMeasurement:
-    """Measure every subject of ``cohort``; ``thumbnails``: subject keys whose thumbnails to keep."""
+                   thumbnails: Collection[str] = (), features: FeatureExtractor | None = None) -> CohortMeasurement:
+    """Measure every subject of ``cohort``; ``thumbnails``: subject keys whose thumbnails to keep;
+    ``features``: the encoder features to compute for every subject (None: none)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be an integer >= 1, got {workers!r}")
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     keep = set(thumbnails)
-    jobs = [(subject, segmenter, tuple(organs), subject.key in keep) for subject in cohort.subjects]
+    jobs = [(subject, segmenter, tuple(organs), subject.key in keep, features) for subject in cohort.subjects]
     result = CohortMeasurement(role=role, cohort=cohort)
     bar = tqdm(total=len(jobs), desc=f"evaluate {role}", unit="subject", disable=None)
     if workers == 1 or len(jobs) <= 1:

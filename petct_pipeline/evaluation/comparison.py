@@ -92,6 +92,10 @@ class EvaluationResult:
     image_checks: dict[str, Any]
     seconds: float
     files: dict[str, Path] = field(default_factory=dict)
+    #: Fréchet distance, MS-SSIM diversity and memorisation audit (``realism.realism_checks``); filled by ``evaluate``
+    realism: dict[str, Any] = field(default_factory=dict)
+    #: memorisation.csv rows (empty without a training cohort)
+    memorisation: list[dict[str, Any]] = field(default_factory=list)
 
     def row(self, subgroup: str, organ: str, metric: str) -> dict[str, Any]:
         """The summary row of (subgroup, organ, metric); KeyError if absent."""

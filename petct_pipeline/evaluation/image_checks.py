@@ -25,6 +25,7 @@ __all__ = [
     "intensity_histograms",
     "histogram_distance",
     "thumbnail",
+    "common_crop",
     "pairwise_distance",
     "mean_pairwise_distance",
 ]
@@ -71,7 +72,7 @@ def thumbnail(ct: np.ndarray, suv: np.ndarray, spacing: Sequence[float], target_
     return np.stack(out)
 
 
-def _common_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def common_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop two (C, X, Y, Z) thumbnails to their common size: centred in x/y, aligned at the top slice."""
     shape = [min(p, q) for p, q in zip(a.shape[1:], b.shape[1:])]
 
@@ -85,7 +86,7 @@ def _common_crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def pairwise_distance(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(mean |HU difference|, mean |SUV difference|) between two thumbnails."""
-    a, b = _common_crop(a, b)
+    a, b = common_crop(a, b)
     diff = np.abs(a.astype(np.float64) - b.astype(np.float64)).mean(axis=(1, 2, 3))
     return float(diff[0]), float(diff[1])
 

@@ -29,7 +29,7 @@ from .statistics import (
 )
 from .subgroups import SubgroupScheme
 
-__all__ = ["STATUS_WORDS", "summary_markdown", "report_markdown"]
+__all__ = ["STATUS_WORDS", "summary_markdown", "report_markdown", "realism_lines", "realism_markdown"]
 
 Lines = list[str]
 #: deviations larger than this (%) are listed: the largest significant ones (Welch p < ALPHA) and the ones
@@ -153,6 +153,9 @@ def summary_markdown(result: EvaluationResult, scheme: SubgroupScheme) -> str:
         "",
         _subgroup_rules(scheme),
     ]
+    if result.realism:
+        parts += ["", "Image-level realism (details in report.md):", "", *(f"- {line}" for line in
+                                                                         realism_lines(result.realism))]
     by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in result.summary:
         by_group[row["subgroup"]].append(row)
@@ -184,6 +187,7 @@ def report_markdown(result: EvaluationResult, info: dict[str, Any], scheme: Subg
         _anova(result),
         _trends(result),
         _image_checks(result),
+        realism_markdown(result.realism),
         _plots(files),
         _how_to_read(),
     )
@@ -491,6 +495,121 @@ def _image_checks(result: EvaluationResult) -> Lines:
         lines.append("Sample diversity: no two generated samples share demographics, so within-demographics "
                      "diversity was not measured (generate several seeds per demographic tuple to check it).")
     return lines + ["", "Details: [image_checks.json](image_checks.json).", ""]
+
+
+def _seconds(block: dict[str, Any]) -> str:
+    return f"{_num(block.get('seconds_per_subject'), 2)} s per subject"
+
+
+def realism_lines(realism: dict[str, Any]) -> Lines:
+    """One line per realism check (what the CLI prints and summary.md lists): the figure, its scale, its cost."""
+    frechet, ms_ssim, memo = realism["frechet"], realism["ms_ssim"], realism["memorisation"]
+    lines = []
+    if frechet.get("run"):
+        lines.append(f"Fréchet distance (encoder features, {frechet['dims']} dims, {frechet['half_size']} vs "
+                     f"{frechet['half_size']} subjects): {_num(frechet['matched_distance'])}; floor (reference half "
+                     f"vs half) {_num(frechet['floor_mean'])} [{_num(frechet['floor_min'])}, "
+                     f"{_num(frechet['floor_max'])}]; {_seconds(frechet)}")
+    else:
+        lines.append(f"Fréchet distance: not computed ({frechet['reason']})")
+    if ms_ssim.get("run"):
+        gen, ref, between = ms_ssim["generated_within"], ms_ssim["reference_within"], ms_ssim["reference_between"]
+        ref_text = (f"reference same demographics {_num(ref['mean'])} ({ref['pairs']} pairs)" if ref else
+                    "reference same demographics: none (no repeated demographics)")
+        between_text = f"; between reference subjects {_num(between['mean'])}" if between else ""
+        lines.append(f"MS-SSIM diversity: generated same demographics {_num(gen['mean'])} ({gen['pairs']} pairs); "
+                     f"{ref_text}{between_text} (lower = more diverse); {_seconds(ms_ssim)}")
+    else:
+        lines.append(f"MS-SSIM diversity: not computed ({ms_ssim['reason']})")
+    if memo.get("run"):
+        lines.append(f"Memorisation: {memo['flagged']} of {memo['n_generated']} generated subjects flagged as near "
+                     f"copies of a training subject (threshold {_num(memo['threshold'])}); "
+                     f"{_num(memo.get('seconds_per_training_subject'), 2)} s per training subject")
+    else:
+        lines.append(f"Memorisation audit: {memo['reason']}")
+    return lines
+
+
+def realism_markdown(realism: dict[str, Any]) -> Lines:
+    """report.md's section on the Fréchet distance, MS-SSIM diversity and the memorisation audit."""
+    if not realism:
+        return ["## Image-level realism, diversity and memorisation", "", "Not run (realism=False).", ""]
+    frechet, ms_ssim, memo = realism["frechet"], realism["ms_ssim"], realism["memorisation"]
+    lines = ["## Image-level realism, diversity and memorisation", ""]
+    if frechet.get("run"):
+        h = frechet["half_size"]
+        lines += [
+            "**Fréchet distance** of encoder features (squared, the FID formula of Heusel et al. 2017), at matched "
+            f"size over {frechet['floor_splits']} random splits of the reference into halves of {h}:",
+            "",
+            _table(("compared", "subjects", "Fréchet distance (mean)", "range"), [
+                ("generated vs reference half", f"{min(h, frechet['n_generated'])} vs {h}",
+                 f"**{_num(frechet['matched_distance'])}**",
+                 f"[{_num(frechet['matched_min'])}, {_num(frechet['matched_max'])}]"),
+                ("floor: reference half vs the other half", f"{h} vs {h}", _num(frechet["floor_mean"]),
+                 f"[{_num(frechet['floor_min'])}, {_num(frechet['floor_max'])}]"),
+                ("all generated vs all reference", f"{frechet['n_generated']} vs {frechet['n_reference']}",
+                 _num(frechet["distance"]), ""),
+            ]),
+            "",
+            "A generated-vs-half distance within the floor's range means these features cannot tell the cohorts "
+            "apart at this sample size; the estimate shrinks as samples grow, so compare rows of the same size.",
+            "",
+            f"Features: {frechet['feature_model']}. With {frechet['n_reference']} reference subjects the "
+            f"{frechet['features']} features are standardised by the reference's SD and reduced to the first "
+            f"{frechet['dims']} principal components of the two samples compared, pooled (at most n/2 - 1, so "
+            "each half's covariance has more subjects than dimensions); units: squared reference SDs. Cost "
+            f"{_seconds(frechet)}.",
+            "",
+        ]
+    else:
+        lines += [f"**Fréchet distance**: not computed: {frechet['reason']}.", ""]
+    if ms_ssim.get("run"):
+        gen, ref, between = ms_ssim["generated_within"], ms_ssim["reference_within"], ms_ssim["reference_between"]
+        rows = [("generated, same demographics", gen["groups"], gen["pairs"], _num(gen["mean"]), _num(gen["ct"]),
+                 _num(gen["pet"]))]
+        rows.append(("reference, same demographics", ref["groups"], ref["pairs"], _num(ref["mean"]), _num(ref["ct"]),
+                     _num(ref["pet"])) if ref else ("reference, same demographics", 0, 0, "none", "–", "–"))
+        if between:
+            rows.append(("reference, different subjects", "–", between["pairs"], _num(between["mean"]),
+                         _num(between["ct"]), _num(between["pet"])))
+        lines += [
+            "**MS-SSIM diversity** (MONAI; 1 = identical samples, i.e. mode collapse; lower = more diverse):",
+            "",
+            _table(("pairs of", "groups", "pairs", "MS-SSIM", "CT", "PET"), rows),
+            "",
+            f"On model-space CT and PET at about {ms_ssim['mm']:g} mm, {ms_ssim['scales']} scale(s), Gaussian "
+            f"window {ms_ssim['kernel']} voxels (sigma {ms_ssim['sigma']:g}). Cost {_seconds(ms_ssim)} "
+            f"({_num(ms_ssim['seconds_per_pair'], 2)} s per pair)."
+            + ("" if ref else " The reference repeats no demographic tuple, so it has no same-demographics value."),
+            "",
+        ]
+    else:
+        lines += [f"**MS-SSIM diversity**: not computed: {ms_ssim['reason']}.", ""]
+    if memo.get("run"):
+        lines += [
+            f"**Memorisation audit** against the training cohort `{memo['train_reference']}` "
+            f"({memo['n_training']} subjects): **{memo['flagged']} of {memo['n_generated']}** generated subjects "
+            f"are flagged as near copies ({memo['rule']}; threshold {_num(memo['threshold'])}).",
+            "",
+            _table(("nearest training distance", "median", "min"), [
+                ("generated", _num(memo["generated_nearest_median"]), _num(memo["generated_nearest_min"])),
+                (f"held-out (reference, n={memo['n_held_out']})", _num(memo["held_out_nearest_median"]),
+                 _num(memo["held_out_nearest_min"])),
+            ]),
+            "",
+            f"Distance: {memo['distance']}. {memo['below_held_out_min']} generated subject(s) are nearer to a "
+            "training subject than any held-out subject is. "
+            + (f"**{memo['held_out_identical_to_training']} reference subject(s) are identical to a training "
+               "subject: the reference is not held out**, so the threshold uses the others. "
+               if memo["held_out_identical_to_training"] else "")
+            + f"Per subject: [memorisation.csv](memorisation.csv). Cost "
+            f"{_num(memo['seconds_per_training_subject'], 2)} s per training subject.",
+            "",
+        ]
+    else:
+        lines += [f"**Memorisation audit**: {memo['reason']}.", ""]
+    return lines
 
 
 def _plots(files: dict[str, Path]) -> Lines:

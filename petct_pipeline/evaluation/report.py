@@ -1,9 +1,10 @@
 """``evaluate()``: generated cohort vs reference cohort, organ by organ and subgroup by subgroup.
 
-Plain steps: discover both cohorts, measure every subject (``cohort``), compare the cohorts
-(``comparison``), write the tables and plots (``writers``) and render the Markdown
-(``markdown``). Writes into ``out`` (these formats are an interface; other tools read them; a
-CSV names each column once):
+Plain steps: discover both cohorts (and the training cohort, ``train_reference``), measure every
+subject (``cohort``; with the encoder features of ``encoder_features``), compare the cohorts
+(``comparison``) and check image-level realism (``realism``), write the tables and plots
+(``writers``) and render the Markdown (``markdown``). Writes into ``out`` (these formats are an
+interface; other tools read them; a CSV names each column once):
 
 ==================  ==========================================================================
 subjects.csv        one row per cohort x subject x organ (``body`` = whole body): demographics
@@ -22,7 +23,11 @@ summary.md          the same as Markdown tables, one per subgroup
 anova.csv           one-way ANOVA across the subgroups of each family, on each side
 trends.csv          trend regressions per organ, both sides, compared coefficient by coefficient
 image_checks.json   non-finite voxels, HU/SUV histogram Wasserstein distances, sample diversity
-evaluation.json     inputs, segmenter, subgroup scheme, timing, versions, file list
+memorisation.csv    with ``train_reference`` only: one row per generated subject: ``subject,
+                    nearest_training_subject, distance, flagged`` (near copy of a training subject)
+evaluation.json     inputs, segmenter, subgroup scheme, timing, versions, file list, and ``realism``:
+                    Fréchet distance of encoder features with its floor, MS-SSIM diversity, the
+                    memorisation audit's counts, each with its seconds per subject
 plots/*.png         box plots per metric, trend scatter plots, intensity histograms
 report.md           the readable report embedding tables and plots, with the evaluation time, the
                     organs outside a cohort's field of view and, in words, the deviations the
@@ -44,20 +49,26 @@ import numpy as np
 import scipy
 
 from .. import __version__
+from ..checkpoints import default_segmenter
 from ..errors import InputError
 from ..io import relative_name, write_json
+from ..models.organ_segmentation import OrganSegmentationModel
 from ..organs import EVALUATION_ORGANS, organ_ids
 from .cohort import CohortMeasurement, measure_cohort
 from .cohort_checks import thumbnail_keys
 from .comparison import EvaluationResult, compare_cohorts
+from .encoder_features import FeatureExtractor, cohort_features
 from .inputs import EvaluationInput, discover_inputs
 from .markdown import report_markdown, summary_markdown
 from .metrics import BODY
+from .realism import TrainingFeatures, realism_checks
 from .segmenters import Segmenter, make_segmenter
 from .subgroups import SubgroupScheme
-from .writers import write_plots, write_tables, write_text
+from .writers import json_safe, write_plots, write_tables, write_text
 
-__all__ = ["evaluate", "run_info"]
+__all__ = ["evaluate", "run_info", "feature_extractor"]
+
+FeatureModel = str | os.PathLike | OrganSegmentationModel | FeatureExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +83,18 @@ def evaluate(
     scheme: SubgroupScheme | None = None,
     organs: Sequence[str] = EVALUATION_ORGANS,
     plots: bool = True,
+    train_reference: str | os.PathLike | None = None,
+    feature_model: FeatureModel | None = None,
+    realism: bool = True,
 ) -> EvaluationResult:
     """Compare the generated cohort with the reference cohort and write the report into ``out``.
 
     ``segmenter`` segments both cohorts unless ``reference_segmenter`` is given (e.g. the phantoms'
     own ``labels`` for the reference and ``model:PATH`` for generated volumes without labels).
+    ``train_reference``: the cohort the model was trained on (any layout ``discover_inputs`` reads)
+    for the memorisation audit; the reference then plays the held-out cohort. ``feature_model``:
+    the organ segmenter whose encoder features the Fréchet distance and the audit use (default the
+    shipped one, see :func:`feature_extractor`); ``realism=False`` skips the image-level realism checks.
     """
     started = time.perf_counter()
     scheme = scheme or SubgroupScheme()
@@ -93,6 +111,13 @@ def evaluate(
     reference_input = discover_inputs(reference, "reference")
     if generated_input.root.resolve() == reference_input.root.resolve():
         logger.warning("generated and reference are the same folder: every deviation will be 0")
+    train_input = discover_inputs(train_reference, "--train-reference") if train_reference is not None else None
+    extractor = feature_extractor(feature_model) if realism else None
+    if train_input is not None and extractor is None:
+        raise InputError("--train-reference needs encoder features for the memorisation audit, but "
+                         + ("--no-realism (realism=False) turns them off" if not realism else
+                            "no feature model is here (the shipped checkpoints/petct-phantom-seg is missing): "
+                            "pass --feature-model PATH"))
     gen_segmenter = make_segmenter(segmenter)
     ref_segmenter = make_segmenter(reference_segmenter) if reference_segmenter is not None else gen_segmenter
     gen_segmenter.check(generated_input, "generated")
@@ -101,12 +126,21 @@ def evaluate(
 
     # compute
     keep_generated = thumbnail_keys(generated_input, duplicates=True)
-    keep_reference = thumbnail_keys(reference_input, duplicates=False)
-    generated_m = measure_cohort(generated_input, gen_segmenter, "generated", organs, workers, keep_generated)
-    reference_m = measure_cohort(reference_input, ref_segmenter, "reference", organs, workers, keep_reference)
+    keep_reference = thumbnail_keys(reference_input, duplicates=True)
+    generated_m = measure_cohort(generated_input, gen_segmenter, "generated", organs, workers, keep_generated,
+                                 extractor)
+    reference_m = measure_cohort(reference_input, ref_segmenter, "reference", organs, workers, keep_reference,
+                                 extractor)
+    training = None
+    if train_input is not None:
+        keys, features, seconds = cohort_features(train_input, extractor, "train-reference")
+        training = TrainingFeatures(relative_name(train_input.root, out_dir), keys, features, seconds)
     # aggregate
     result = compare_cohorts(generated_m, reference_m, scheme, organs)
     result.out_dir = out_dir
+    if realism:
+        result.realism, result.memorisation = realism_checks(
+            generated_m, reference_m, extractor.describe() if extractor is not None else None, training)
     # save
     files = write_tables(result, out_dir, scheme)
     files["summary.md"] = write_text(out_dir / "summary.md", summary_markdown(result, scheme))
@@ -115,6 +149,10 @@ def evaluate(
     result.seconds = time.perf_counter() - started
     info = run_info(generated_input, reference_input, gen_segmenter, ref_segmenter, scheme, organs, workers,
                     generated_m, reference_m, result.seconds, out_dir)
+    if train_input is not None:
+        info["train_reference"] = {"path": relative_name(train_input.root, out_dir), "layout": train_input.layout,
+                                   "subjects": len(train_input), "seconds": round(training.seconds, 3)}
+    info["realism"] = json_safe(result.realism) if realism else {"run": False, "reason": "realism=False"}
     files["evaluation.json"] = write_json({**info, "files": sorted(files)}, out_dir / "evaluation.json")
     files["report.md"] = write_text(out_dir / "report.md", report_markdown(result, info, scheme, organs, files))
     result.files = files
@@ -160,3 +198,18 @@ def cohort_info(cohort: EvaluationInput, measurement: CohortMeasurement, segment
     return {"path": relative_name(cohort.root, out_dir), "layout": cohort.layout, "subjects": len(cohort),
             "skipped": [{"path": relative_name(path, cohort.root), "reason": why} for path, why in cohort.skipped],
             "segmenter": segmenter.describe(), "seconds": round(measurement.seconds, 3)}
+
+
+def feature_extractor(feature_model: FeatureModel | None = None) -> FeatureExtractor | None:
+    """The encoder features of ``feature_model`` (a segmenter folder or model); by default the shipped segmenter
+    (``$PETCT_SEGMENTER`` or ``checkpoints/petct-phantom-seg``), None when there is none."""
+    if isinstance(feature_model, FeatureExtractor):
+        return feature_model
+    if feature_model is None:
+        path = default_segmenter()
+        if path is None:
+            logger.warning("no feature model (checkpoints/petct-phantom-seg missing): the Fréchet distance and the "
+                           "memorisation audit are not run")
+            return None
+        feature_model = path
+    return FeatureExtractor(feature_model)

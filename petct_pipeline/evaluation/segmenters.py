@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ __all__ = [
     "LabelsSegmenter",
     "TotalSegmentatorSegmenter",
     "ModelSegmenter",
+    "ModelInput",
+    "model_input",
     "make_segmenter",
 ]
 
@@ -196,25 +199,17 @@ class ModelSegmenter(Segmenter):
         the cost follows the body, not the field of view, and air around it changes nothing.
         """
         model = self.load()
-        shape, model_affine = model.model_grid(ct.shape, affine)
-        ct_m = _on_grid(ct, affine, shape, model_affine, AIR_HU)
-        suv_m = np.clip(_on_grid(suv, affine, shape, model_affine, 0.0), 0.0, None)
-        body = body_mask(ct_m, model_affine)
-        labels = np.zeros(shape, dtype=np.int16)
-        if body.any():
-            box = _bounding_box(body)
-            ct_box, suv_box = ct_m[box], suv_m[box]
-            ct_box[~body[box]] = AIR_HU
-            suv_box[~body[box]] = 0.0
-            volume = torch.from_numpy(np.stack([hu_to_model(ct_box), suv_to_model(suv_box)]).astype(np.float32))[None]
-            logits = model.logits(_pad_with_air(volume, model.spatial_multiple))
-            size = ct_box.shape
+        prepared = model_input(model, ct, suv, affine)
+        labels = np.zeros(prepared.grid_shape, dtype=np.int16)
+        if prepared.box is not None:
+            size = prepared.shape
+            logits = model.logits(prepared.volume)
             classes = logits[:, :, : size[0], : size[1], : size[2]].argmax(dim=1)[0].cpu().numpy()
-            classes[~body[box]] = 0
-            labels[box] = model.classes_to_ids(classes)
-        if same_grid(shape, model_affine, ct.shape, affine):
+            classes[~prepared.body[prepared.box]] = 0
+            labels[prepared.box] = model.classes_to_ids(classes)
+        if same_grid(prepared.grid_shape, prepared.affine, ct.shape, affine):
             return labels
-        return resample(labels, model_affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
+        return resample(labels, prepared.affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
 
     def describe(self) -> str:
         model = self.load()
@@ -225,6 +220,40 @@ class ModelSegmenter(Segmenter):
         if isinstance(dice, dict) and dice:
             text += "; held-out Dice " + ", ".join(f"{k} {v:.2f}" for k, v in dice.items() if v is not None)
         return text
+
+
+@dataclass
+class ModelInput:
+    """A volume as an :class:`OrganSegmentationModel` sees it (also what its encoder features are pooled over).
+
+    The network sees the body's bounding box only, so its cost follows the body, not the field of
+    view, and air around the body changes nothing.
+    """
+
+    volume: torch.Tensor  # (1, 2, X', Y', Z') model-space CT and PET of the box, padded with air to the multiple
+    shape: tuple[int, int, int]  # the unpadded box (X, Y, Z)
+    box: tuple[slice, slice, slice] | None  # where the box lies in the model grid; None: no body at all
+    grid_shape: tuple[int, int, int]  # the whole model grid
+    affine: np.ndarray  # RAS affine of the model grid
+    body: np.ndarray  # body mask on the whole model grid; outside it CT is air and PET zero
+
+
+def model_input(model: OrganSegmentationModel, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray) -> ModelInput:
+    """``ct``/``suv`` (HU, SUVbw) on ``model``'s isotropic grid (anti-aliased), masked, cropped to the body."""
+    shape, model_affine = model.model_grid(ct.shape, affine)
+    ct_m = _on_grid(ct, affine, shape, model_affine, AIR_HU)
+    suv_m = np.clip(_on_grid(suv, affine, shape, model_affine, 0.0), 0.0, None)
+    body = body_mask(ct_m, model_affine)
+    box = _bounding_box(body) if body.any() else None
+    if box is not None:
+        ct_m, suv_m, inside = ct_m[box], suv_m[box], body[box]
+    else:
+        inside = body
+    ct_m[~inside] = AIR_HU
+    suv_m[~inside] = 0.0
+    volume = torch.from_numpy(np.stack([hu_to_model(ct_m), suv_to_model(suv_m)]).astype(np.float32))[None]
+    return ModelInput(_pad_with_air(volume, model.spatial_multiple), tuple(ct_m.shape), box, tuple(shape),
+                      model_affine, body)
 
 
 def _on_grid(image: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int], target_affine: np.ndarray,

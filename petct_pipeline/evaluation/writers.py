@@ -30,6 +30,7 @@ from .comparison import (
     trend_data,
 )
 from .image_checks import HU_EDGES, SUV_EDGES
+from .memorisation import MEMORISATION_COLUMNS
 from .metrics import BODY, BODY_METRICS
 from .plots import box_plot, histogram_plot, trend_plot
 from .subgroups import SubgroupScheme
@@ -83,16 +84,20 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_tables(result: EvaluationResult, out_dir: Path, scheme: SubgroupScheme) -> dict[str, Path]:
-    """subjects.csv, summary.csv, anova.csv, trends.csv and image_checks.json; file name -> path."""
+    """subjects.csv, summary.csv, anova.csv, trends.csv, image_checks.json (and memorisation.csv when the audit
+    ran); file name -> path."""
     band_columns = tuple(band_column(f) for f in scheme.families if f != "all")
     subject_columns = (*SUBJECT_COLUMNS, *band_columns, "organ", *SUBJECT_METRICS)
-    return {
+    files = {
         "subjects.csv": write_csv(out_dir / "subjects.csv", subject_columns, result.subjects),
         "summary.csv": write_csv(out_dir / "summary.csv", SUMMARY_COLUMNS, result.summary),
         "anova.csv": write_csv(out_dir / "anova.csv", ANOVA_COLUMNS, result.anova),
         "trends.csv": write_csv(out_dir / "trends.csv", TREND_COLUMNS, result.trends),
         "image_checks.json": write_json(json_safe(result.image_checks), out_dir / "image_checks.json"),
     }
+    if result.memorisation:
+        files["memorisation.csv"] = write_csv(out_dir / "memorisation.csv", MEMORISATION_COLUMNS, result.memorisation)
+    return files
 
 
 def write_plots(generated: CohortMeasurement, reference: CohortMeasurement, scheme: SubgroupScheme,
