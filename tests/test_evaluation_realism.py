@@ -154,3 +154,35 @@ def test_cli_train_reference_on_a_missing_folder_is_one_line_and_exit_code_2(tmp
     assert code == 2 and err.count("\n") == 1
     assert "--train-reference" in err and "does not exist" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_features_of_a_whole_body_scan_match_its_crop_to_the_model_field_of_view():
+    # features pool the cascade's field of view from the top of the body: the same patient scanned
+    # whole-body or in the generator's slab is described alike, unlike a different patient
+    from petct_pipeline.demographics import Demographics
+    from petct_pipeline.evaluation.invariance import StudyVersion, crop_to_model_fov
+    from petct_pipeline.phantom import generate_phantom
+
+    def version(demographics, seed):
+        phantom = generate_phantom(demographics, seed=seed, spacing=8.0)
+        return StudyVersion("whole_body", phantom.ct_hu, phantom.suv, phantom.organs, phantom.affine)
+
+    torch.manual_seed(0)
+    model = OrganSegmentationModel.build(class_ids_for(("liver", "heart")), spacing_mm=8.0,
+                                         block_out_channels=(4, 8), attention_levels=(False, False), norm_num_groups=2)
+    model.unet.eval()
+    extractor = FeatureExtractor(model)
+
+    def features(study, height=None):
+        return extractor.features(SubjectVolumes(study.ct, study.suv, study.affine), height)
+
+    patient = Demographics(age=50, sex="M", weight=80, height=178)
+    whole = version(patient, 0)
+    cropped = crop_to_model_fov(whole, patient.height)
+    other = version(Demographics(age=30, sex="F", weight=55, height=160), 1)
+    same = np.abs(features(whole, 178) - features(cropped, 178)).mean()
+    different = np.abs(features(whole, 178) - features(other, 160)).mean()
+    unaligned = np.abs(features(whole) - features(cropped, 178)).mean()
+    # measured: same 0.0007, unaligned 0.0029, different 0.0056 (the crop starts at the array's top,
+    # the features at the body's top: a few slices still differ)
+    assert same < 0.5 * unaligned and same < 0.25 * different

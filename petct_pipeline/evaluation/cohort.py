@@ -80,7 +80,7 @@ def measure_subject(subject: SubjectInput, segmenter: Segmenter, organs: Sequenc
     results[BODY] = body_metrics(volumes.ct, volumes.suv, volumes.affine, mask=body)
     hu_counts, suv_counts = intensity_histograms(volumes.ct, volumes.suv, body)
     feature_started = time.perf_counter()
-    vector = features.features(volumes) if features is not None else None
+    vector = features.features(volumes, subject.demographics.height) if features is not None else None
     feature_seconds = time.perf_counter() - feature_started if features is not None else 0.0
     return SubjectMeasurement(
         subject=subject,

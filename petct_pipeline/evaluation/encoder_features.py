@@ -13,7 +13,9 @@ down block and of the mid block; the forward pass stops after the mid block (the
 needed). Each recorded map is pooled over the unpadded grid to the per-channel mean and
 standard deviation, so a model with ``block_out_channels = (c1, ..., cL)`` gives
 ``2 * (c1 + c1 + ... + cL + cL)`` numbers. Global pooling keeps the descriptor independent of the
-grid size; it is not independent of the field of view, so compare cohorts with the same one.
+grid size; the evaluation pools over the cascade's field of view for the subject's height (the
+top of the body down, :meth:`FeatureExtractor.features`), so whole-body references and the
+generator's shorter volumes are compared over the same part of the body.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..geometry import body_length_mm
 from ..model_files import model_name
 from ..models.organ_segmentation import OrganSegmentationModel
 from .inputs import EvaluationInput, SubjectVolumes, load_subject
@@ -69,10 +72,16 @@ class FeatureExtractor:
         return 2 * (channels[0] + sum(channels) + channels[-1])
 
     @torch.no_grad()
-    def features(self, volumes: SubjectVolumes) -> np.ndarray:
-        """The feature vector (float64) of one subject's CT (HU) and PET (SUVbw)."""
+    def features(self, volumes: SubjectVolumes, height_cm: float | None = None) -> np.ndarray:
+        """The feature vector (float64) of one subject's CT (HU) and PET (SUVbw).
+
+        With ``height_cm`` only the cascade's field of view for that height is pooled (the top
+        ``geometry.body_length_mm(height)`` of the body), so a whole-body scan and the generator's
+        shorter slab of the same patient are described alike.
+        """
         model = self.load()
-        prepared = model_input(model, volumes.ct, volumes.suv, volumes.affine)
+        top_mm = body_length_mm(height_cm) if height_cm is not None else None
+        prepared = model_input(model, volumes.ct, volumes.suv, volumes.affine, top_mm)
         padded = prepared.volume.shape[2:]
         unet = model.unet
         maps: list[torch.Tensor] = []
@@ -111,5 +120,5 @@ def cohort_features(cohort: EvaluationInput, extractor: FeatureExtractor, role: 
     keys, rows = [], []
     for subject in tqdm(cohort.subjects, desc=f"features {role}", unit="subject", disable=None):
         keys.append(subject.key)
-        rows.append(extractor.features(load_subject(subject)))
+        rows.append(extractor.features(load_subject(subject), subject.demographics.height))
     return keys, np.array(rows, dtype=np.float64).reshape(len(rows), -1), time.perf_counter() - started

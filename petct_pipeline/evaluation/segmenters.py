@@ -238,13 +238,24 @@ class ModelInput:
     body: np.ndarray  # body mask on the whole model grid; outside it CT is air and PET zero
 
 
-def model_input(model: OrganSegmentationModel, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray) -> ModelInput:
-    """``ct``/``suv`` (HU, SUVbw) on ``model``'s isotropic grid (anti-aliased), masked, cropped to the body."""
+def model_input(model: OrganSegmentationModel, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray,
+                top_mm: float | None = None) -> ModelInput:
+    """``ct``/``suv`` (HU, SUVbw, canonical RAS) on ``model``'s grid (anti-aliased), masked, cropped to the body.
+
+    ``top_mm`` keeps only the top ``top_mm`` of the body (from its highest slice down): a common,
+    vertex-aligned field of view for descriptors that pool over the whole volume.
+    """
     shape, model_affine = model.model_grid(ct.shape, affine)
     ct_m = _on_grid(ct, affine, shape, model_affine, AIR_HU)
     suv_m = np.clip(_on_grid(suv, affine, shape, model_affine, 0.0), 0.0, None)
     body = body_mask(ct_m, model_affine)
     box = _bounding_box(body) if body.any() else None
+    if box is not None and top_mm is not None:
+        slices = max(1, int(np.ceil(top_mm / model.spacing_mm)))
+        keep = slice(max(box[2].start, box[2].stop - slices), box[2].stop)
+        top = np.zeros_like(body)
+        top[:, :, keep] = body[:, :, keep]
+        box = _bounding_box(top)  # the box of that part of the body (hips and legs may be wider)
     if box is not None:
         ct_m, suv_m, inside = ct_m[box], suv_m[box], body[box]
     else:
