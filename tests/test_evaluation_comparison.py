@@ -36,7 +36,8 @@ def test_reference_against_itself_gives_zero_deviation_everywhere(self_report):
 def test_liver_suv_scaled_by_ten_percent_is_reported_as_plus_ten(tmp_path, reference_dir):
     # same subjects and noise as the reference, liver uptake x 1.10, generated layout
     generated = write_generated(tmp_path / "gen", liver_suv_scale=1.10)
-    result = evaluate(generated, reference_dir, out=tmp_path / "report", segmenter="labels", plots=False)
+    result = evaluate(generated, reference_dir, out=tmp_path / "report", segmenter="labels", plots=False,
+                      realism=False)
     for subgroup in ("all", "M_adult", "F_elder"):
         for metric in ("suv_mean", "suv_max", "suv_peak"):
             assert result.row(subgroup, "liver", metric)["deviation_pct"] == pytest.approx(10.0, abs=0.05)
@@ -60,7 +61,8 @@ def test_eroded_organ_labels_show_the_volume_drop(tmp_path, reference_dir):
         eroded = ndimage.binary_erosion(mask)
         labels[mask & ~eroded] = 0
         save_nifti(labels, affine, path)
-    result = evaluate(copy, reference_dir, out=tmp_path / "report", segmenter="labels", plots=False)
+    result = evaluate(copy, reference_dir, out=tmp_path / "report", segmenter="labels", plots=False,
+                      realism=False)
     drop = result.row("all", "kidney_left", "volume_ml")["deviation_pct"]
     assert drop < -20.0
     assert result.row("all", "kidney_left", "volume_ml")["p_welch"] < 0.05

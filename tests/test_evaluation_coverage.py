@@ -24,7 +24,8 @@ def _bladder_rows(result):
 def test_organ_below_the_generated_field_of_view_is_reported_outside_it_with_counts(tmp_path, reference_dir):
     # the generated volumes stop above the bladder (their lowest 30 % of slices cut off); the reference is whole
     generated = write_generated(tmp_path / "gen", crop_below=0.3)
-    result = evaluate(generated, reference_dir, out=tmp_path / "report", segmenter="labels", plots=False)
+    result = evaluate(generated, reference_dir, out=tmp_path / "report", segmenter="labels", plots=False,
+                      realism=False)
     assert {r["status"] for r in result.summary} <= set(STATUSES)
     assert set(STATUS_WORDS) == set(STATUSES) - {OK}  # the report can say what every status means
     for row in _bladder_rows(result):
@@ -50,12 +51,14 @@ def test_organ_below_the_generated_field_of_view_is_reported_outside_it_with_cou
 def test_organ_missing_from_label_maps_is_not_segmented_and_sides_are_symmetric(tmp_path, reference_dir):
     # same field of view, label maps without the bladder: not a field-of-view problem
     unlabelled = write_generated(tmp_path / "unlabelled", drop_organs=("urinary_bladder",))
-    result = evaluate(unlabelled, reference_dir, out=tmp_path / "r1", segmenter="labels", plots=False)
+    result = evaluate(unlabelled, reference_dir, out=tmp_path / "r1", segmenter="labels", plots=False,
+                      realism=False)
     assert {r["status"] for r in _bladder_rows(result)} == {"not_found_generated"}
     assert "not segmented (0/8 generated)" in (tmp_path / "r1" / "report.md").read_text()
     # the short cohort on the reference side
     cropped = write_generated(tmp_path / "cropped", DEMOGRAPHICS[:4], crop_below=0.3)
-    result = evaluate(reference_dir, cropped, out=tmp_path / "r2", segmenter="labels", plots=False)
+    result = evaluate(reference_dir, cropped, out=tmp_path / "r2", segmenter="labels", plots=False,
+                      realism=False)
     assert {r["status"] for r in _bladder_rows(result) if r["reference_subjects"]} == {"outside_reference_fov"}
     row = result.row("all", "urinary_bladder", "volume_ml")
     assert (row["n_generated"], row["n_reference"], row["reference_subjects"]) == (8, 0, 4)
