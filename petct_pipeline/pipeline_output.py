@@ -15,12 +15,17 @@ from .demographics import Demographics
 from .errors import InputError
 from .intensity import HU_RANGE
 from .io import save_nifti, write_json
+from .organs import LABEL_IDS
 
-__all__ = ["PETCTPipelineOutput", "CT_FILENAME", "PET_FILENAME", "METADATA_FILENAME"]
+__all__ = ["PETCTPipelineOutput", "CT_FILENAME", "PET_FILENAME", "METADATA_FILENAME", "ORGANS_FILENAME",
+           "ORGAN_NAMES_FILENAME"]
 
 CT_FILENAME = "ct.nii.gz"
 PET_FILENAME = "pet_suv.nii.gz"
 METADATA_FILENAME = "metadata.json"
+#: organ labels (TotalSegmentator "total" ids) and their names: the files the phantom writes
+ORGANS_FILENAME = "organs.nii.gz"
+ORGAN_NAMES_FILENAME = "organs.json"
 
 
 def _to_numpy(volume: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -35,6 +40,8 @@ class PETCTPipelineOutput(BaseOutput):
 
     Subjects of different height have different z extents, so volumes are lists, not one
     stacked array. ``affines[i]`` maps voxel indices of subject ``i`` to RAS millimetres.
+    ``organs[i]`` (optional, :func:`petct_pipeline.organ_labels.label_organs`) is the subject's
+    TotalSegmentator-id label map on the same grid; ``organ_segmenter`` says what made it.
     """
 
     ct: list[Any]
@@ -43,12 +50,15 @@ class PETCTPipelineOutput(BaseOutput):
     spacing: tuple[float, float, float]
     demographics: list[Demographics]
     metadata: list[dict[str, Any]] = field(default_factory=list)
+    organs: list[np.ndarray] = field(default_factory=list)
+    organ_segmenter: str | None = None
 
     def __len__(self) -> int:  # BaseOutput is an OrderedDict; length means subjects here
         return len(self.ct)
 
     def save(self, out_dir: str | os.PathLike, index: int | None = None) -> list[Path]:
-        """Write ct.nii.gz (int16 HU), pet_suv.nii.gz (float32 SUV) and metadata.json.
+        """Write ct.nii.gz (int16 HU), pet_suv.nii.gz (float32 SUV), metadata.json and, when labelled,
+        organs.nii.gz (uint8 TotalSegmentator ids) with organs.json (name -> id).
 
         A single subject goes straight into ``out_dir``; a batch into ``out_dir/subject_<i>``
         unless ``index`` picks one. Each file is written to a temporary name and renamed.
@@ -69,6 +79,12 @@ class PETCTPipelineOutput(BaseOutput):
         out_dir.mkdir(parents=True, exist_ok=True)
         save_nifti(ct, affine, out_dir / CT_FILENAME, description="synthetic CT (HU), petct-diffusion")
         save_nifti(pet, affine, out_dir / PET_FILENAME, description="synthetic FDG PET (SUVbw), petct-diffusion")
+        files = {"ct": CT_FILENAME, "pet": PET_FILENAME}
+        if index < len(self.organs):
+            save_nifti(np.asarray(self.organs[index], dtype=np.uint8), affine, out_dir / ORGANS_FILENAME,
+                       description="TotalSegmentator total ids (segmenter)")
+            write_json(dict(LABEL_IDS), out_dir / ORGAN_NAMES_FILENAME)
+            files.update({"organs": ORGANS_FILENAME, "organ_names": ORGAN_NAMES_FILENAME})
         metadata = dict(self.metadata[index]) if index < len(self.metadata) else {}
         metadata.update(
             {
@@ -76,9 +92,11 @@ class PETCTPipelineOutput(BaseOutput):
                 "shape": list(ct.shape),
                 "spacing_mm": list(self.spacing),
                 "units": {"ct": "HU", "pet": "SUVbw (g/mL)"},
-                "files": {"ct": CT_FILENAME, "pet": PET_FILENAME},
+                "files": files,
                 "synthetic": True,
             }
         )
+        if index < len(self.organs) and self.organ_segmenter:
+            metadata["organ_labels"] = {"made_by": self.organ_segmenter}
         write_json(metadata, out_dir / METADATA_FILENAME)
         return out_dir

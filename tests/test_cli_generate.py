@@ -26,6 +26,20 @@ def test_generate_one_subject(tiny_pipeline_dir, tmp_path, capsys):
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["seed"] == 3 and meta["num_inference_steps"] == 2 and meta["model"] == tiny_pipeline_dir.name
     assert str(out) in capsys.readouterr().out
+    # organ labels from the shipped segmenter, on the output grid, named as the phantom names them
+    organs = nib.load(out / "organs.nii.gz")
+    assert organs.shape == ct.shape and np.allclose(organs.affine, ct.affine)
+    assert organs.get_data_dtype() == np.uint8
+    assert json.loads((out / "organs.json").read_text())["liver"] == 5
+    assert meta["files"]["organs"] == "organs.nii.gz" and meta["organ_labels"]["made_by"].startswith("model:")
+
+
+def test_generate_no_labels_skips_the_organ_files(tiny_pipeline_dir, tmp_path):
+    out = tmp_path / "plain"
+    args = ["--age", "40", "--sex", "M", "--weight", "80", "--height", "180", "--no-labels", "--out", str(out)]
+    assert generate(args, tiny_pipeline_dir) == 0
+    assert (out / "ct.nii.gz").is_file() and not (out / "organs.nii.gz").exists()
+    assert not (out / "organs.json").exists() and "organs" not in json.loads((out / "metadata.json").read_text())["files"]
 
 
 def test_generate_cohort_writes_one_folder_per_row(tiny_pipeline_dir, tmp_path):

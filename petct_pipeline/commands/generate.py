@@ -26,8 +26,9 @@ def register(subparsers: SubParsers) -> None:
         "generate",
         help="synthesise PET/CT from demographics",
         description="Synthesise a whole-body FDG PET/CT (ct.nii.gz in HU, pet_suv.nii.gz in SUVbw, "
-        "metadata.json) for one subject given by --age/--sex/--weight/--height, or for every row of "
-        "--cohort FILE.csv (columns age,sex,weight,height[,seed,id]; one folder per row).",
+        "metadata.json, and organ labels organs.nii.gz + organs.json from the shipped organ segmenter) for one "
+        "subject given by --age/--sex/--weight/--height, or for every row of --cohort FILE.csv (columns "
+        "age,sex,weight,height[,seed,id]; one folder per row).",
     )
     parser.add_argument("--age", type=float, help="age in years")
     parser.add_argument("--sex", help="M or F (male/female accepted)")
@@ -50,6 +51,9 @@ def register(subparsers: SubParsers) -> None:
                         help="iterations correcting the SR output to keep the stage-1 volume's HU and SUV "
                         "(0 = off; default: the pipeline's)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
+    parser.add_argument("--no-labels", dest="labels", action="store_false",
+                        help="do not write organs.nii.gz / organs.json (labels come from the organ segmenter, "
+                        "checkpoints/petct-phantom-seg or $PETCT_SEGMENTER; about 1 s per subject)")
     parser.set_defaults(func=run)
 
 
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from diffusers.utils import logging as diffusers_logging
 
+    from ..organ_labels import label_organs, organ_segmenter
     from ..pipeline_petct import PETCTPipeline, validate_sampling_arguments
 
     check_seed(args.seed, "--seed")
@@ -103,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     writable_dir(args.out, what="--out")
     if not args.verbose:
         diffusers_logging.disable_progress_bar()
+    segmenter = organ_segmenter() if args.labels else None  # a missing segmenter fails before sampling
     model = args.model or default_model()
     device = resolve_device(args.device)
     pipe = PETCTPipeline.from_pretrained(model).to(device)
@@ -113,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     for subject_id, demographics, seed in subjects:
         generator = torch.Generator(device="cpu").manual_seed(seed)
         output = pipe(demographics, generator=generator, **call_kwargs)
+        if segmenter is not None:
+            label_organs(output, segmenter)
         folder = args.out if args.cohort is None else args.out / subject_id
         output.save(folder)
         written.append((subject_id, demographics, seed))
