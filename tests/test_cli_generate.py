@@ -39,7 +39,8 @@ def test_generate_no_labels_skips_the_organ_files(tiny_pipeline_dir, tmp_path):
     args = ["--age", "40", "--sex", "M", "--weight", "80", "--height", "180", "--no-labels", "--out", str(out)]
     assert generate(args, tiny_pipeline_dir) == 0
     assert (out / "ct.nii.gz").is_file() and not (out / "organs.nii.gz").exists()
-    assert not (out / "organs.json").exists() and "organs" not in json.loads((out / "metadata.json").read_text())["files"]
+    assert not (out / "organs.json").exists()
+    assert "organs" not in json.loads((out / "metadata.json").read_text())["files"]
 
 
 def test_generate_cohort_writes_one_folder_per_row(tiny_pipeline_dir, tmp_path):
