@@ -42,15 +42,17 @@ def test_dice_scores_per_organ_and_group():
 
 
 def test_random_training_boxes_stay_inside_the_grid_and_the_scanned_slices():
+    # the cache's z runs inferior -> superior with the body's top in the last slice: the 250 scanned
+    # slices are indices 54..303, the ones below are padding
     rng = np.random.default_rng(0)
     boxes = [random_box((112, 112, 304), (96, 96, 128), 250, rng) for _ in range(200)]
     for box in boxes:
         assert [s.stop - s.start for s in box] == [96, 96, 128]
-        assert box[0].stop <= 112 and box[1].stop <= 112 and box[2].stop <= 250
+        assert box[0].stop <= 112 and box[1].stop <= 112 and box[2].start >= 304 - 250 and box[2].stop <= 304
     starts = {box[2].start for box in boxes}
-    assert min(starts) < 20 and max(starts) > 100  # anywhere along the body, so no fixed field of view
-    # a grid shorter than the crop starts at 0 (the cache pads with air)
-    assert random_box((112, 112, 304), (96, 96, 128), 90, rng)[2] == slice(0, 128)
+    assert min(starts) < 54 + 10 and max(starts) == 304 - 128  # the top of the body (the head) is reached
+    # fewer scanned slices than the crop: the crop ends at the top
+    assert random_box((112, 112, 304), (96, 96, 128), 90, rng)[2] == slice(176, 304)
 
 
 def test_seg_options_check_crop_and_stride():

@@ -129,9 +129,14 @@ def _shift(array: np.ndarray, offsets: tuple[int, ...], fill: float) -> np.ndarr
 
 def random_box(grid: tuple[int, ...], crop: tuple[int, ...], valid_slices: int, rng: np.random.Generator
                ) -> tuple[slice, slice, slice]:
-    """A uniformly placed ``crop`` inside ``grid``, in z within the scanned slices (the cache's ``valid_slices``)."""
-    limits = [max(0, grid[0] - crop[0]), max(0, grid[1] - crop[1]), max(0, min(grid[2], valid_slices) - crop[2])]
-    starts = [int(rng.integers(0, limit + 1)) for limit in limits]
+    """A uniformly placed ``crop`` inside ``grid``, in z within the scanned slices.
+
+    The cache's z axis runs inferior to superior with the body's top in the last slice, so its
+    ``valid_slices`` (slices above the bottom of the scan) are the top ones; below them is padding.
+    """
+    lowest = max(0, grid[2] - max(valid_slices, crop[2]))
+    ranges = [(0, max(0, grid[0] - crop[0])), (0, max(0, grid[1] - crop[1])), (lowest, max(lowest, grid[2] - crop[2]))]
+    starts = [int(rng.integers(low, high + 1)) for low, high in ranges]
     return tuple(slice(start, start + size) for start, size in zip(starts, crop))
 
 
