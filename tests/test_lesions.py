@@ -343,7 +343,8 @@ def test_the_command_writes_the_outputs_and_leaves_the_inputs_alone(coarse, tmp_
 
 @pytest.mark.parametrize(
     "problem",
-    ["bad_json", "unknown_key", "diameter", "overlap", "outside", "grids", "both", "neither", "diagnosis"],
+    ["bad_json", "unknown_key", "diameter", "overlap", "outside", "grids", "both", "neither", "diagnosis",
+     "not_nifti"],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(coarse, tmp_path, capsys, problem):
     paths = write_study(coarse, tmp_path / "in")
@@ -357,6 +358,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(coarse, tmp_path, ca
     spec = tmp_path / "spec.json"
     spec.write_text("[{'organ': 'liver'}]" if problem == "bad_json" else json.dumps(specs.get(problem, [GOOD])))
     pet = paths["pet"]
+    if problem == "not_nifti":
+        pet = tmp_path / "in" / "notes.nii.gz"
+        pet.write_text("not an image")
     if problem == "grids":
         pet = tmp_path / "in" / "pet_small.nii.gz"
         save_nifti(coarse.suv[:-2], coarse.affine, pet)
@@ -371,5 +375,5 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(coarse, tmp_path, ca
     expected = {"bad_json": "not valid JSON", "unknown_key": "lesion 0: unknown key 'size'",
                 "diameter": "lesion 0: diameter_mm=101", "overlap": "lesion 1: ", "outside": "lesion 1: center_mm",
                 "grids": "different grids", "both": "exactly one of", "neither": "exactly one of",
-                "diagnosis": "NEGATIVE"}[problem]
+                "diagnosis": "NEGATIVE", "not_nifti": "--pet"}[problem]
     assert expected in error

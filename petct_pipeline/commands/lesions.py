@@ -59,8 +59,25 @@ def _grid(volume: tuple[np.ndarray, np.ndarray]) -> str:
     return f"{'x'.join(map(str, volume[0].shape))} voxels of {'x'.join(f'{s:g}' for s in spacing)} mm"
 
 
+def _load(flag: str, path: Path, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """The file on its own grid (no reorientation: the outputs keep it), or one line naming the flag."""
+    from nibabel.filebasedimages import ImageFileError
+
+    from ..io import load_nifti
+
+    if not Path(path).is_file():
+        raise InputError(f"{flag} {path}: no such file")
+    try:
+        array, affine = load_nifti(path, dtype=dtype, canonical=False)
+    except (ImageFileError, OSError, EOFError, ValueError) as error:
+        raise InputError(f"{flag} {path} is not a readable NIfTI image: {error}") from None
+    if array.ndim != 3:
+        raise InputError(f"{flag} {path} must be a 3D volume, got shape {array.shape}")
+    return array, affine
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..io import atomic_path, load_nifti, save_nifti, writable_dir
+    from ..io import atomic_path, save_nifti, writable_dir
     from ..lesions import LESIONS_FILENAME, LESIONS_JSON_FILENAME, check_diagnosis, insert_lesions, read_lesion_specs
     from ..pipeline_output import CT_FILENAME, PET_FILENAME
 
@@ -79,14 +96,14 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} {path} would be overwritten by the output: choose another --out")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
-    ct = load_nifti(args.ct, canonical=False)
-    pet = load_nifti(args.pet, canonical=False)
+    ct = _load("--ct", args.ct)
+    pet = _load("--pet", args.pet)
     if not _same_grid(ct, pet):
         raise InputError(f"--ct and --pet are on different grids (CT {_grid(ct)}, PET {_grid(pet)}): resample the CT "
                          f"onto the PET grid first (AutoPET's CTres.nii.gz is that)")
     organs = None
     if args.organs is not None:
-        organ_volume = load_nifti(args.organs, dtype=np.int32, canonical=False)
+        organ_volume = _load("--organs", args.organs, np.int32)
         if not _same_grid(organ_volume, ct):
             raise InputError(f"--organs is on a different grid ({_grid(organ_volume)}) from the CT ({_grid(ct)})")
         organs = organ_volume[0]
