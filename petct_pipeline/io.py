@@ -98,9 +98,16 @@ def save_nifti(
     return path
 
 
-def load_nifti(path: str | os.PathLike, dtype: np.dtype | type = np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Read a NIfTI file reoriented to canonical RAS+; returns (array, affine)."""
-    image = nib.as_closest_canonical(nib.load(str(path)))
+def load_nifti(path: str | os.PathLike, dtype: np.dtype | type = np.float32, canonical: bool = True
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI file reoriented to canonical RAS+ (``canonical=False``: on its own grid); returns (array, affine).
+
+    ``canonical=False`` is for tools whose outputs must stay on the input's grid and orientation
+    (``petct lesions``): the array is the file's voxel order and the affine its own.
+    """
+    image = nib.load(str(path))
+    if canonical:
+        image = nib.as_closest_canonical(image)
     return np.asarray(image.dataobj, dtype=dtype), image.affine
 
 

@@ -13,17 +13,41 @@ import numpy as np
 from ..organs import LABEL_IDS, ORGAN_GROUPS
 from .anatomy import Anatomy, Tissue
 
-__all__ = ["DIAGNOSES", "AUTOPET_DIAGNOSIS_COUNTS", "sample_diagnosis", "add_lesions"]
+__all__ = [
+    "DIAGNOSES",
+    "AUTOPET_DIAGNOSIS_COUNTS",
+    "DIAGNOSIS_SITES",
+    "LESION_COUNT_RANGE",
+    "LESION_RADIUS_MM",
+    "NODE_RADIUS_MM",
+    "LESION_SUV_MEDIAN",
+    "LESION_SUV_SIGMA",
+    "LESION_SUV_RANGE",
+    "sample_diagnosis",
+    "add_lesions",
+]
 
-#: AutoPET study counts per diagnosis (TCIA FDG-PET-CT-Lesions)
+#: AutoPET study counts per diagnosis (TCIA FDG-PET-CT-Lesions; Gatidis et al. 2022, Sci Data 9:601)
 AUTOPET_DIAGNOSIS_COUNTS = {"NEGATIVE": 513, "MELANOMA": 188, "LUNG_CANCER": 168, "LYMPHOMA": 145}
 DIAGNOSES = tuple(AUTOPET_DIAGNOSIS_COUNTS)
 
-_SITES = {
+#: share of a cancer's lesions per site (assumption from the cancers' usual spread; the sites are those
+#: AutoPET's positives show, the shares are not published per site). ``petct_pipeline.lesions`` samples
+#: the same model.
+DIAGNOSIS_SITES: dict[str, dict[str, float]] = {
     "LYMPHOMA": {"node": 0.7, "spleen": 0.1, "marrow": 0.2},
     "MELANOMA": {"subcutaneous": 0.3, "node": 0.35, "lung": 0.2, "liver": 0.15},
     "LUNG_CANCER": {"lung": 0.45, "node": 0.3, "marrow": 0.15, "liver": 0.1},
 }
+#: lesions per positive study, inclusive (assumption: AutoPET's positives range from one lesion to many)
+LESION_COUNT_RANGE = (1, 8)
+#: lesion radius (mm) drawn uniformly; nodes are smaller (assumption, short axis of involved nodes >= 10 mm)
+LESION_RADIUS_MM = (4.0, 18.0)
+NODE_RADIUS_MM = (5.0, 14.0)
+#: lesion SUVmean: log-normal with this median and log-SD, clipped to the range
+LESION_SUV_MEDIAN = 7.0
+LESION_SUV_SIGMA = 0.5
+LESION_SUV_RANGE = (2.5, 40.0)
 
 
 def sample_diagnosis(rng: np.random.Generator, positive_only: bool = False) -> str:
@@ -61,8 +85,8 @@ def add_lesions(anat: Anatomy, diagnosis: str, rng: np.random.Generator) -> tupl
     if diagnosis == "NEGATIVE":
         return mask, []
     s = anat.spacing
-    sites = _SITES[diagnosis]
-    n = int(rng.integers(1, 9))
+    sites = DIAGNOSIS_SITES[diagnosis]
+    n = int(rng.integers(LESION_COUNT_RANGE[0], LESION_COUNT_RANGE[1] + 1))
     lesions = []
     cache: dict[str, np.ndarray] = {}
     for _ in range(n):
@@ -77,8 +101,8 @@ def add_lesions(anat: Anatomy, diagnosis: str, rng: np.random.Generator) -> tupl
             direction = rng.normal(size=3)
             direction[2] *= 0.3
             center += direction / np.linalg.norm(direction) * rng.uniform(14, 24) / s
-        radius = float(rng.uniform(4.0, 18.0) if site != "node" else rng.uniform(5.0, 14.0))
-        suv = float(np.clip(7.0 * np.exp(rng.normal(0, 0.5)), 2.5, 40.0))
+        radius = float(rng.uniform(*LESION_RADIUS_MM) if site != "node" else rng.uniform(*NODE_RADIUS_MM))
+        suv = float(np.clip(LESION_SUV_MEDIAN * np.exp(rng.normal(0, LESION_SUV_SIGMA)), *LESION_SUV_RANGE))
         r_vox = radius / s
         lo = np.maximum(np.floor(center - r_vox - 1).astype(int), 0)
         hi = np.minimum(np.ceil(center + r_vox + 2).astype(int), anat.tissue.shape)
