@@ -3,7 +3,8 @@
 Shared by ``petct phantom --cohort`` and ``petct generate --cohort`` so that a phantom
 "twin" can be made for every generated subject. Columns (header required, any order,
 case-insensitive): ``age`` (years), ``sex`` (M/F or male/female), ``weight`` (kg),
-``height`` (cm), optional ``seed`` (integer in [0, 2**63 - 1]) and ``id`` (default ``row<N>``;
+``height`` (cm), optional ``seed`` (integer in [0, 2**63 - 1]), ``diagnosis`` (``petct generate``:
+NEGATIVE, LYMPHOMA, MELANOMA or LUNG_CANCER) and ``id`` (default ``row<N>``;
 it names the subject's output folder, so it must be one plain folder name: no path separators,
 no ``..``, not absolute). A bad row raises ``InputError`` naming the file, the line and the field.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +24,17 @@ from .seeds import MAX_SEED, check_seed
 __all__ = ["CohortRow", "read_cohort", "check_subject_id", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
 
 REQUIRED_COLUMNS = ("age", "sex", "weight", "height")
-OPTIONAL_COLUMNS = ("seed", "id")
+OPTIONAL_COLUMNS = ("seed", "id", "diagnosis")
 
 
 @dataclass(frozen=True)
 class CohortRow:
-    """One cohort subject: an identifier, validated demographics and an optional seed."""
+    """One cohort subject: an identifier, validated demographics, an optional seed and diagnosis."""
 
     id: str
     demographics: Demographics
     seed: int | None = None
+    diagnosis: str | None = None
 
 
 def _parse_seed(text: str, where: str) -> int | None:
@@ -54,6 +57,15 @@ def _parse_seed(text: str, where: str) -> int | None:
 _FORBIDDEN_ID_CHARACTERS = set('/\\\0:*?"<>|') | {chr(code) for code in range(32)}
 
 
+def _parse_diagnosis(text: str, diagnoses: Collection[str] | None, where: str) -> str | None:
+    if text == "" or diagnoses is None:
+        return None
+    name = text.upper()
+    if name not in diagnoses:
+        raise InputError(f"{where}: field 'diagnosis' must be one of {', '.join(diagnoses)}, got {text!r}")
+    return name
+
+
 def check_subject_id(subject_id: str, where: str = "id") -> str:
     """``subject_id`` if it is one plain folder name, else ``InputError`` naming ``where``.
 
@@ -69,8 +81,12 @@ def check_subject_id(subject_id: str, where: str = "id") -> str:
     return subject_id
 
 
-def read_cohort(path: str | os.PathLike) -> list[CohortRow]:
-    """Read and validate a cohort CSV; see the module docstring for the columns."""
+def read_cohort(path: str | os.PathLike, diagnoses: Collection[str] | None = None) -> list[CohortRow]:
+    """Read and validate a cohort CSV; see the module docstring for the columns.
+
+    ``diagnoses``: the values a ``diagnosis`` column may hold (case-insensitive; an empty cell = none
+    given); a caller that does not pass it does not use the column (``diagnosis`` stays None).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cohort file {str(path)!r} does not exist")
@@ -112,7 +128,8 @@ def read_cohort(path: str | os.PathLike) -> list[CohortRow]:
             if subject_id in seen:
                 raise InputError(f"{where}: field 'id': duplicate id {subject_id!r}")
             seen.add(subject_id)
-            rows.append(CohortRow(id=subject_id, demographics=demographics, seed=seed))
+            diagnosis = _parse_diagnosis(values.get("diagnosis", ""), diagnoses, where)
+            rows.append(CohortRow(id=subject_id, demographics=demographics, seed=seed, diagnosis=diagnosis))
     if not rows:
         raise InputError(f"{path}: the cohort file has a header but no subjects")
     return rows

@@ -42,6 +42,8 @@ class PETCTPipelineOutput(BaseOutput):
     stacked array. ``affines[i]`` maps voxel indices of subject ``i`` to RAS millimetres.
     ``organs[i]`` (optional, :func:`petct_pipeline.organ_labels.label_organs`) is the subject's
     TotalSegmentator-id label map on the same grid; ``organ_segmenter`` says what made it.
+    ``lesions[i]`` (optional, :func:`petct_pipeline.ground_truth.add_lesions`) is the insertion
+    whose lesions ``ct[i]``/``pet[i]`` hold: instance map and per-lesion truth (lesions.json).
     """
 
     ct: list[Any]
@@ -52,13 +54,15 @@ class PETCTPipelineOutput(BaseOutput):
     metadata: list[dict[str, Any]] = field(default_factory=list)
     organs: list[np.ndarray] = field(default_factory=list)
     organ_segmenter: str | None = None
+    lesions: list[Any] = field(default_factory=list)  # petct_pipeline.lesions.LesionInsertion (imports this module)
 
     def __len__(self) -> int:  # BaseOutput is an OrderedDict; length means subjects here
         return len(self.ct)
 
     def save(self, out_dir: str | os.PathLike, index: int | None = None) -> list[Path]:
         """Write ct.nii.gz (int16 HU), pet_suv.nii.gz (float32 SUV), metadata.json and, when labelled,
-        organs.nii.gz (uint8 TotalSegmentator ids) with organs.json (name -> id).
+        organs.nii.gz (uint8 TotalSegmentator ids) with organs.json (name -> id), and with lesions
+        lesions.nii.gz (instance ids) with lesions.json (per-lesion truth).
 
         A single subject goes straight into ``out_dir``; a batch into ``out_dir/subject_<i>``
         unless ``index`` picks one. Each file is written to a temporary name and renamed.
@@ -85,6 +89,9 @@ class PETCTPipelineOutput(BaseOutput):
                        description="TotalSegmentator total ids (segmenter)")
             write_json(dict(LABEL_IDS), out_dir / ORGAN_NAMES_FILENAME)
             files.update({"organs": ORGANS_FILENAME, "organ_names": ORGAN_NAMES_FILENAME})
+        if index < len(self.lesions):
+            written = self.lesions[index].save(out_dir, volumes=False)
+            files.update({"lesions": written[0].name, "lesion_truth": written[1].name})
         metadata = dict(self.metadata[index]) if index < len(self.metadata) else {}
         metadata.update(
             {

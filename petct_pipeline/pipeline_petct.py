@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .demographic_range import DemographicRange
 from .demographics import Demographics
 from .errors import InputError, InputTypeError, ModelLoadError
 from .geometry import body_slices, coordinate_grid, ras_affine
+from .ground_truth import add_lesions, check_lesion_request, lesion_seed
 from .intensity import from_model_space, hu_to_model, suv_to_model
 from .model_files import check_pipeline_folder, folder_fingerprint, looks_like_path, model_name
 from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
@@ -265,6 +266,8 @@ class PETCTPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = CALLBACK_TENSOR_INPUTS,
+        diagnosis: str | None = None,
+        lesions: Sequence[Mapping[str, Any]] | None = None,
     ) -> PETCTPipelineOutput | tuple:
         """Generate one PET/CT per entry of ``demographics``.
 
@@ -278,6 +281,10 @@ class PETCTPipeline(DiffusionPipeline):
         the stage-1 volume in HU and SUV, so SR adds detail without changing organ means.
         ``prior_scale`` weights the ``demographic_prior``'s shift (default ``DEFAULT_PRIOR_SCALE`` when
         the pipeline has a prior, else 0 = off).
+        ``diagnosis`` (NEGATIVE, LYMPHOMA, MELANOMA, LUNG_CANCER) or ``lesions`` (spec objects as in
+        ``petct generate --lesions``) insert FDG-avid lesions with known truth into every subject
+        (``output.lesions``), placed by the organ labels of the shipped segmenter (``output.organs``);
+        the generator's seed fixes them too. Needs ``output_type="np"``.
         """
         # 1. Check inputs and resolve the defaults that depend on the pipeline
         subjects = self.prepare_subjects(demographics)
@@ -287,6 +294,10 @@ class PETCTPipeline(DiffusionPipeline):
         self.check_inputs(num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, sr_chunk_size,
                           sr_chunk_overlap, output_type, generator, len(subjects), back_projection_iterations,
                           prior_scale)
+        diagnosis, lesion_specs = check_lesion_request(diagnosis, lesions)
+        with_lesions = diagnosis is not None or lesion_specs is not None
+        if with_lesions and output_type != "np":
+            raise InputError(f"diagnosis/lesions need output_type='np', got output_type={output_type!r}")
         step_callback = StepCallback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         out_of_distribution = self.out_of_distribution(subjects)
         generators = generator if isinstance(generator, list) else [generator] * len(subjects)
@@ -319,12 +330,18 @@ class PETCTPipeline(DiffusionPipeline):
                                                  prior_scale, batch=(index, len(subjects)) if shared else None,
                                                  out_of_distribution=out_of_distribution[index]))
 
-        # 4. Offload and return
+        # 4. Offload
         self.maybe_free_model_hooks()
+        output = PETCTPipelineOutput(ct=outputs_ct, pet=outputs_pet, affines=affines,
+                                     spacing=(self.output_spacing,) * 3, demographics=subjects, metadata=metadata)
+
+        # 5. Known truth (optional): organ labels and lesions with known uptake on the output grid
+        if with_lesions:
+            seeds = [lesion_seed(generators[index], index, shared) for index in range(len(subjects))]
+            add_lesions(output, diagnosis, lesion_specs, seeds)
         if not return_dict:
-            return outputs_ct, outputs_pet, affines
-        return PETCTPipelineOutput(ct=outputs_ct, pet=outputs_pet, affines=affines, spacing=(self.output_spacing,) * 3,
-                                   demographics=subjects, metadata=metadata)
+            return output.ct, output.pet, output.affines
+        return output
 
     @property
     def stage1_denoiser(self) -> Stage1Denoiser:

@@ -13,6 +13,7 @@ from ..demographics import Demographics
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import writable_dir
+from ..lesions import DIAGNOSES, check_diagnosis, read_lesion_specs
 from ..seeds import MAX_SEED, check_seed
 from . import SubParsers
 
@@ -51,28 +52,39 @@ def register(subparsers: SubParsers) -> None:
                         help="iterations correcting the SR output to keep the stage-1 volume's HU and SUV "
                         "(0 = off; default: the pipeline's)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
+    truth = parser.add_mutually_exclusive_group()
+    truth.add_argument("--diagnosis", default=None, metavar="|".join(DIAGNOSES),
+                       help="insert FDG-avid lesions sampled as AutoPET's positives of this diagnosis present "
+                       "(default NEGATIVE: no lesions; a cohort CSV may give a diagnosis column); writes "
+                       "lesions.nii.gz and lesions.json (docs/lesions.md)")
+    truth.add_argument("--lesions", type=Path, default=None, metavar="SPEC.json",
+                       help="insert these lesions instead: a JSON list of {organ|site, center_mm, diameter_mm, "
+                       "suv_max|suv_mean|lesion_to_background, hu, shape, necrotic_fraction}")
     parser.add_argument("--no-labels", dest="labels", action="store_false",
                         help="do not write organs.nii.gz / organs.json (labels come from the organ segmenter, "
                         "checkpoints/petct-phantom-seg or $PETCT_SEGMENTER; about 1 s per subject)")
     parser.set_defaults(func=run)
 
 
-def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int]]:
+def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int, str | None]]:
     single = [args.age, args.sex, args.weight, args.height]
     if args.cohort is not None:
         if any(v is not None for v in single):
             raise InputError("give either --cohort or --age/--sex/--weight/--height, not both")
         from ..cohort import read_cohort
 
-        rows = read_cohort(args.cohort)
+        rows = read_cohort(args.cohort, diagnoses=DIAGNOSES)
+        if args.lesions is not None and any(row.diagnosis for row in rows):
+            raise InputError("--lesions places the same lesions in every subject; remove the cohort's diagnosis "
+                             "column or --lesions")
         seeds = [row.seed if row.seed is not None else check_seed(args.seed + index, "--seed + row index")
                  for index, row in enumerate(rows)]
-        return [(row.id, row.demographics, seed) for row, seed in zip(rows, seeds)]
+        return [(row.id, row.demographics, seed, row.diagnosis or args.diagnosis) for row, seed in zip(rows, seeds)]
     missing = [f"--{name}" for name, v in zip(("age", "sex", "weight", "height"), single) if v is None]
     if missing:
         raise InputError(f"missing {', '.join(missing)} (or give --cohort FILE.csv)")
     demographics = Demographics(age=args.age, sex=args.sex, weight=args.weight, height=args.height)
-    return [("subject", demographics, args.seed)]
+    return [("subject", demographics, args.seed, args.diagnosis)]
 
 
 def _call_kwargs(args: argparse.Namespace) -> dict:
@@ -91,11 +103,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from diffusers.utils import logging as diffusers_logging
 
+    from ..ground_truth import add_lesions
     from ..organ_labels import label_organs, organ_segmenter
     from ..pipeline_petct import PETCTPipeline, validate_sampling_arguments
 
     check_seed(args.seed, "--seed")
+    if args.diagnosis is not None:
+        args.diagnosis = check_diagnosis(args.diagnosis)
+    lesion_specs = read_lesion_specs(args.lesions) if args.lesions is not None else None
     subjects = _subjects(args)  # validate every row before any expensive work
+    if not args.labels and (lesion_specs is not None or any(s[3] not in (None, "NEGATIVE") for s in subjects)):
+        raise InputError("--no-labels: lesions are placed by the organ labels; drop --no-labels or the lesions")
     call_kwargs = _call_kwargs(args)
     validate_sampling_arguments(
         call_kwargs.get("num_inference_steps", 1),
@@ -116,14 +134,16 @@ def run(args: argparse.Namespace) -> int:
     pipe.set_progress_bar_config(disable=not (args.verbose or sys.stderr.isatty()), leave=False)
 
     written = []
-    for subject_id, demographics, seed in subjects:
+    for subject_id, demographics, seed, diagnosis in subjects:
         generator = torch.Generator(device="cpu").manual_seed(seed)
         output = pipe(demographics, generator=generator, **call_kwargs)
         if segmenter is not None:
             label_organs(output, segmenter)
+        if lesion_specs is not None or diagnosis is not None:
+            add_lesions(output, diagnosis, lesion_specs, [seed], segmenter)
         folder = args.out if args.cohort is None else args.out / subject_id
         output.save(folder)
-        written.append((subject_id, demographics, seed))
+        written.append((subject_id, demographics, seed, diagnosis))
         logger.info("wrote %s", folder)
         print(folder)
     if args.cohort is not None:
@@ -131,11 +151,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_cohort_index(path: Path, rows: list[tuple[str, Demographics, int]]) -> None:
+def _write_cohort_index(path: Path, rows: list[tuple[str, Demographics, int, str | None]]) -> None:
+    """cohort.csv beside the subjects; a ``diagnosis`` column only when some subject has one."""
     from ..io import atomic_path
 
+    with_diagnosis = any(diagnosis for *_, diagnosis in rows)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COHORT_COLUMNS)
-        for subject_id, d, seed in rows:
-            writer.writerow([subject_id, f"{d.age:g}", d.sex, f"{d.weight:g}", f"{d.height:g}", seed])
+        writer.writerow((*COHORT_COLUMNS, "diagnosis") if with_diagnosis else COHORT_COLUMNS)
+        for subject_id, d, seed, diagnosis in rows:
+            row = [subject_id, f"{d.age:g}", d.sex, f"{d.weight:g}", f"{d.height:g}", seed]
+            writer.writerow([*row, diagnosis or "NEGATIVE"] if with_diagnosis else row)
