@@ -2,8 +2,9 @@
 
     python docs/make_space_screenshot.py          # writes docs/space.png (needs /usr/bin/chromium)
 
-Starts ``space/app.py`` on a free local port, lets headless Chromium pick an example subject
-and press Generate, waits for the viewer and the organ table, and saves the page.
+Starts ``space/app.py`` on a free local port, lets headless Chromium pick an example subject and a
+diagnosis (lesions with known truth) and press Generate, waits for the viewer, the organ table and the
+lesion table, turns the organ overlay on, and saves the page.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--example", default="Elder man (80 y)", help="label of the example to click")
+    parser.add_argument("--diagnosis", default="LYMPHOMA", help="NEGATIVE, LYMPHOMA, MELANOMA or LUNG_CANCER")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "space.png")
     args = parser.parse_args(argv)
 
@@ -69,10 +71,15 @@ def main(argv: list[str] | None = None) -> int:
                 # Generate only once the example has filled the inputs, or it samples the old subject
                 page.wait_for_function(f"document.querySelector('#age input[type=number]').value !== '{before}'")
                 page.wait_for_timeout(1000)
+                label = args.diagnosis.replace("_", " ").capitalize()  # the radio's label of a diagnosis
+                page.locator(f'#diagnosis [data-testid="{label}-radio-label"]').click()
                 page.locator("#generate").click()
                 page.locator("#status").filter(has_text="Generated in").wait_for()
                 for elem_id in ("axial-image", "coronal-image", "sagittal-image", "mip-image"):
                     page.locator(f"#{elem_id} img").wait_for()
+                if args.diagnosis.upper() != "NEGATIVE":
+                    page.locator("#lesions").wait_for()
+                page.locator("#show-organs input").check()
                 page.wait_for_timeout(2000)  # let the last re-render land
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()

@@ -7,14 +7,18 @@ package installed (``pip install -e ".[space]"`` here; ``requirements.txt`` on a
     PETCT_MODEL=/path/to/pipeline python space/app.py --server-name 0.0.0.0 --server-port 7861
 
 The model is ``$PETCT_MODEL`` (a save_pretrained folder or a hub repo id), else the shipped
-checkpoint (``petct_pipeline.checkpoints.default_model``). Generated volumes stay in the
-session (``gr.State``): slice sliders, window presets and the SUV scale re-render them without
-sampling again. Pixels are made in ``rendering.py`` (radiological display convention).
+checkpoint (``petct_pipeline.checkpoints.default_model``). Each subject is labelled by the organ
+segmenter and, with a diagnosis other than NEGATIVE, gets FDG-avid lesions with known truth
+(``petct_pipeline.ground_truth.add_lesions``, as ``petct generate --diagnosis``). Generated volumes
+and label maps stay in the session (``gr.State``): slice sliders, window presets, the SUV scale and
+the overlay toggles re-render them without sampling again. Pixels are made in ``rendering.py``
+(radiological display convention).
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import logging
 import math
 import os
@@ -22,7 +26,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,20 @@ from petct_pipeline.checkpoints import (
     default_segmenter,
 )
 from petct_pipeline.errors import InputError
+from petct_pipeline.evaluation.segmenters import ModelSegmenter
+from petct_pipeline.ground_truth import add_lesions
+from petct_pipeline.lesions import DIAGNOSES, LESIONS_FILENAME, LESIONS_JSON_FILENAME, check_diagnosis
 from petct_pipeline.model_files import model_name
+from petct_pipeline.organ_labels import label_organs, organ_segmenter
+from petct_pipeline.organs import EVALUATION_ORGANS, LABELS, organ_mask
+from petct_pipeline.pipeline_output import (
+    CT_FILENAME,
+    METADATA_FILENAME,
+    ORGAN_NAMES_FILENAME,
+    ORGANS_FILENAME,
+    PET_FILENAME,
+    PETCTPipelineOutput,
+)
 from petct_pipeline.pipeline_petct import (
     DEFAULT_PRIOR_SCALE,
     DEFAULT_SR_STEPS,
@@ -64,6 +80,18 @@ SUV_MAX_BOUNDS = (0.5, 30.0)
 QUEUE_MAX_SIZE = 16
 OUTPUT_ROOT = Path(tempfile.gettempdir()) / "petct-space"
 OUTPUT_MAX_AGE_S = 2 * 3600
+#: the diagnosis that inserts no lesions (the default, and the demo's generation without known lesions)
+NO_LESIONS = "NEGATIVE"
+#: what a generation may offer for download, in this order (the ones it wrote)
+DOWNLOAD_FILES = (
+    CT_FILENAME,
+    PET_FILENAME,
+    METADATA_FILENAME,
+    ORGANS_FILENAME,
+    ORGAN_NAMES_FILENAME,
+    LESIONS_FILENAME,
+    LESIONS_JSON_FILENAME,
+)
 
 EXAMPLES = [
     # age, sex, weight, height, seed
@@ -104,9 +132,21 @@ def demographics_from_inputs(age: Any, sex: Any, weight: Any, height: Any) -> De
     try:
         subject = Demographics(sex=sex, **values)
     except InputError as error:  # Demographics names the field and the allowed values
-        message = str(error)
-        raise gr.Error(message[:1].upper() + message[1:] + ".") from None
+        raise gr.Error(_sentence(str(error))) from None
     return subject
+
+
+def _sentence(message: str) -> str:
+    """A library error message as a sentence for the UI."""
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+def diagnosis_from_input(value: Any) -> str:
+    """The diagnosis as one of ``DIAGNOSES``, or a gr.Error naming the allowed values."""
+    try:
+        return check_diagnosis(value)
+    except InputError as error:
+        raise gr.Error(_sentence(str(error))) from None
 
 
 def sampling_from_inputs(
@@ -215,40 +255,30 @@ def new_output_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="subject-", dir=OUTPUT_ROOT))
 
 
-# --------------------------------------------------------------------------- organ table (optional)
-def load_organ_segmenter() -> tuple[Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None, str]:
-    """``(segment, description)`` with the evaluation's ``model:PATH`` organ segmenter, or ``(None, why not)``.
+# --------------------------------------------------------------------------- known truth: organ labels and lesions
+def load_organ_segmenter() -> tuple[ModelSegmenter | None, str]:
+    """``(segmenter, description)``: the organ segmenter of ``petct generate``, or ``(None, why not)``.
 
-    The only place that touches the optional ``petct_pipeline.evaluation`` segmenters. The
-    checkpoint is ``$PETCT_SEGMENTER`` or ``checkpoints/petct-phantom-seg``; ``segment(ct, pet,
-    affine)`` returns an integer label map with TotalSegmentator ids on the CT/PET grid.
+    The checkpoint is ``$PETCT_SEGMENTER`` or ``checkpoints/petct-phantom-seg``. Without it the demo
+    still generates NEGATIVE subjects; the organ table and overlay hide themselves, and no lesions can
+    be placed (they are placed by the organ labels).
     """
     path = default_segmenter()
     if path is None or not path.exists():
         where = path or checkpoints_dir() / DEFAULT_SEGMENTER_NAME
         return None, f"no organ segmenter checkpoint at `{where}`"
     try:
-        from petct_pipeline.evaluation.inputs import SubjectVolumes
-        from petct_pipeline.evaluation.segmenters import make_segmenter
-    except ImportError as error:
-        return None, f"the organ segmenter module is not available ({error})"
-    try:
-        segmenter = make_segmenter(f"model:{path}")
+        segmenter = organ_segmenter(path)
     except Exception as error:  # an optional feature never breaks the demo
         logger.exception("could not load the organ segmenter")
         return None, f"the organ segmenter at `{path}` could not be loaded ({type(error).__name__}: {error})"
-
-    def segment(ct: np.ndarray, pet: np.ndarray, affine: np.ndarray) -> np.ndarray:
-        # the model segmenter reads only the volumes, not the subject's files
-        return np.asarray(segmenter.segment(None, SubjectVolumes(ct=ct, suv=pet, affine=affine)))
-
-    return segment, f"`model:{path}`"
+    return segmenter, f"`model:{path}`"
 
 
-_SEGMENTER: tuple[Any, str] | None = None
+_SEGMENTER: tuple[ModelSegmenter | None, str] | None = None
 
 
-def organ_segmenter() -> tuple[Any, str]:
+def space_segmenter() -> tuple[ModelSegmenter | None, str]:
     """:func:`load_organ_segmenter`, once per process."""
     global _SEGMENTER
     if _SEGMENTER is None:
@@ -256,10 +286,54 @@ def organ_segmenter() -> tuple[Any, str]:
     return _SEGMENTER
 
 
+def check_lesions_possible(diagnosis: str) -> None:
+    """Before sampling: a diagnosis with lesions needs the organ segmenter, or a gr.Error says why there is none."""
+    segmenter, about = space_segmenter()
+    if diagnosis != NO_LESIONS and segmenter is None:
+        raise gr.Error(
+            f"Diagnosis {diagnosis}: lesions are placed by the organ labels, but there is {about}. "
+            f"Choose {NO_LESIONS}, or set PETCT_SEGMENTER to an organ segmenter folder."
+        )
+
+
+def label_subject(output: PETCTPipelineOutput, required: bool) -> str | None:
+    """Fill ``output.organs`` with the Space's segmenter; None when labelled, else the note saying why not.
+
+    The labels feed the organ table, the overlay, the download and lesion placement, so the
+    segmenter runs once per subject. Without lesions (``required`` False) a failure only hides them.
+    """
+    if output.organs:  # already labelled (a pipeline that labels its outputs): never segment twice
+        return None
+    segmenter, about = space_segmenter()
+    if segmenter is None:
+        return f"Organ table hidden: {about}."
+    try:
+        label_organs(output, segmenter)
+    except Exception as error:  # the demo reports it; the log keeps the traceback
+        logger.exception("organ segmentation failed")
+        why = f"segmentation failed ({type(error).__name__}: {error})"
+        if required:
+            raise gr.Error(f"Lesions are placed by the organ labels, and the organ {why}. See the log.") from None
+        return f"Organ table unavailable: {why}."
+    return None
+
+
+def insert_known_lesions(output: PETCTPipelineOutput, diagnosis: str, seed: int) -> None:
+    """Lesions sampled for ``diagnosis`` into the labelled subject; the seed fixes them, as in ``petct generate``."""
+    try:
+        add_lesions(output, diagnosis, None, [seed])
+    except InputError as error:
+        raise gr.Error(_sentence(str(error))) from None
+    except Exception as error:
+        logger.exception("lesion insertion failed")
+        raise gr.Error(f"Lesion insertion failed ({type(error).__name__}: {error}). See the server log.") from None
+
+
+ORGAN_HEADERS = ("organ", "volume (mL)", "SUVmean", "SUVmax")
+
+
 def organ_table(labels: np.ndarray, pet: np.ndarray, spacing) -> list[list[Any]]:
     """Rows [organ, volume mL, SUVmean, SUVmax] for the evaluation organs present in ``labels``."""
-    from petct_pipeline.organs import EVALUATION_ORGANS, organ_mask
-
     voxel_ml = float(np.prod(spacing)) / 1000.0
     rows = []
     for organ in EVALUATION_ORGANS:
@@ -277,20 +351,92 @@ def organ_table(labels: np.ndarray, pet: np.ndarray, spacing) -> list[list[Any]]
     return rows
 
 
-def organ_outputs(ct: np.ndarray, pet: np.ndarray, affine: np.ndarray, spacing) -> tuple[Any, Any]:
-    """(Dataframe update, note update): the organ table when a segmenter is available, else a note."""
-    segment, about = organ_segmenter()
-    if segment is None:
-        return gr.Dataframe(value=None, visible=False), gr.Markdown(f"Organ table hidden: {about}.")
-    try:
-        rows = organ_table(segment(ct, pet, affine), pet, spacing)
-    except Exception as error:  # an optional feature never breaks the demo
-        logger.exception("organ segmentation failed")
-        return gr.Dataframe(value=None, visible=False), gr.Markdown(
-            f"Organ table unavailable: segmentation failed ({type(error).__name__}: {error})."
-        )
+def organ_outputs(output: PETCTPipelineOutput, problem: str | None) -> tuple[Any, Any]:
+    """(Dataframe update, note update): the organ table of the labelled subject, or the note ``problem``."""
+    if problem is not None or not output.organs:
+        return gr.Dataframe(value=None, visible=False), gr.Markdown(problem or "Organ table hidden: no labels.")
+    rows = organ_table(output.organs[0], np.asarray(output.pet[0], dtype=np.float32), output.spacing)
     found = f"{len(rows)} of the evaluation organs found" if rows else "none of the evaluation organs found"
-    return gr.Dataframe(value=rows, visible=True), gr.Markdown(f"Organs segmented by {about}: {found}.")
+    made_by = output.organ_segmenter or space_segmenter()[1]
+    table = gr.Dataframe(value=rows, headers=list(ORGAN_HEADERS), visible=True)
+    return table, gr.Markdown(f"Organs segmented by {made_by}: {found}.")
+
+
+#: the per-lesion table: (header, lesions.json field); the requested quantity is suv_max, suv_mean or
+#: lesion_to_background, and "measured" is that quantity on the written volumes
+LESION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "id"),
+    ("site", "site"),
+    ("organ", "organ"),
+    ("diameter (mm)", "diameter_mm"),
+    ("volume (mL)", "volume_ml"),
+    ("SUVmax", "suv_max"),
+    ("SUVmean", "suv_mean"),
+    ("SUVpeak", "suv_peak"),
+    ("TLG (SUV x mL)", "tlg"),
+    ("HU mean", "hu_mean"),
+    ("requested", "requested_quantity"),
+    ("requested value", "requested_value"),
+    ("measured", "measured_value"),
+)
+LESION_HEADERS = tuple(header for header, _ in LESION_COLUMNS)
+TABLE_DIGITS = 2  # lesions.json keeps 4; two are what a table reader compares
+
+
+def _cell(value: Any) -> Any:
+    """A lesions.json value as a table cell: floats rounded for reading, a missing value blank."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return round(value, TABLE_DIGITS)
+    return value
+
+
+def lesion_table(records: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per lesions.json record, in :data:`LESION_COLUMNS` order."""
+    return [[_cell(record.get(field)) for _, field in LESION_COLUMNS] for record in records]
+
+
+def lesion_outputs(output: PETCTPipelineOutput) -> tuple[Any, Any]:
+    """(Dataframe update, note update): the per-lesion truth of the subject's insertion; hidden without one."""
+    if not output.lesions:
+        return gr.Dataframe(value=None, visible=False), gr.Markdown(
+            f"{NO_LESIONS}: no lesions. Choose a diagnosis to insert FDG-avid lesions with known truth."
+        )
+    insertion = output.lesions[0]
+    rows = lesion_table(insertion.records)
+    note = (
+        f"{insertion.diagnosis}: {len(rows)} lesion{'s' if len(rows) != 1 else ''} inserted (seed {insertion.seed}); "
+        f"values measured on the written volumes, as in `{LESIONS_JSON_FILENAME}`."
+    )
+    if insertion.not_placed:
+        missed = len(insertion.not_placed)
+        note += f" {missed} sampled lesion(s) found no room (`not_placed` in {LESIONS_JSON_FILENAME})."
+    return gr.Dataframe(value=rows, headers=list(LESION_HEADERS), visible=bool(rows)), gr.Markdown(note)
+
+
+def _swatch(color: tuple[float, float, float], name: str) -> str:
+    rgb = ",".join(str(round(255 * c)) for c in color)
+    return (
+        f'<span style="display:inline-block;margin:0 10px 2px 0;white-space:nowrap">'
+        f'<span style="display:inline-block;width:0.9em;height:0.9em;vertical-align:middle;'
+        f'background:rgb({rgb});border:1px solid #555"></span> {html.escape(name)}</span>'
+    )
+
+
+def overlay_legend(volumes: dict[str, Any] | None) -> str:
+    """HTML key of the overlay colours: every organ in the subject's label map by name, and the lesions."""
+    if not volumes:
+        return ""
+    items = []
+    if volumes.get("organs") is not None:
+        for label in np.unique(volumes["organs"]):
+            if label:
+                items.append(_swatch(rendering.organ_color(int(label)), LABELS.get(int(label), f"label {label}")))
+    if volumes.get("lesions") is not None:
+        count = int(volumes["lesions"].max(initial=0))
+        items.append(_swatch(rendering.LESION_COLOR, f"lesions ({count})"))
+    return f'<div class="petct-note">Overlay colours: {"".join(items)}</div>' if items else ""
 
 
 # --------------------------------------------------------------------------- rendering glue
@@ -309,8 +455,13 @@ def _display_scale(volumes) -> float:
     return rendering.display_scale(volumes["ct"].shape, volumes["spacing"])
 
 
-def render_slices(volumes, axial, coronal, sagittal, mode, preset, suv_max, alpha, crosshair):
-    """The axial, coronal and sagittal images of the session's volumes (re-rendered, never re-sampled)."""
+def render_slices(
+    volumes, axial, coronal, sagittal, mode, preset, suv_max, alpha, crosshair, show_organs=False, show_lesions=True
+):
+    """The axial, coronal and sagittal images of the session's volumes (re-rendered, never re-sampled).
+
+    ``show_organs`` / ``show_lesions`` draw the subject's organ labels and lesion instances over the slices.
+    """
     if not volumes:
         return None, None, None
     ct, pet, spacing = volumes["ct"], volumes["pet"], volumes["spacing"]
@@ -323,23 +474,67 @@ def render_slices(volumes, axial, coronal, sagittal, mode, preset, suv_max, alph
     mode = mode if mode in rendering.DISPLAY_MODES else rendering.DISPLAY_MODES[0]
     alpha = float(np.clip(alpha if alpha is not None else 0.6, 0.0, 1.0))
     window, scale = _window(preset), _display_scale(volumes)
+    organs = volumes.get("organs") if show_organs else None
+    lesions = volumes.get("lesions") if show_lesions else None
     return tuple(
         rendering.render_plane(
-            ct, pet, view, indices, spacing, mode, window, _suv_max(suv_max), alpha, scale, bool(crosshair)
+            ct,
+            pet,
+            view,
+            indices,
+            spacing,
+            mode,
+            window,
+            _suv_max(suv_max),
+            alpha,
+            scale,
+            bool(crosshair),
+            organs=organs,
+            lesions=lesions,
         )
         for view in rendering.VIEWS
     )
 
 
-def render_viewer(volumes, axial, coronal, sagittal, mode, preset, suv_max, alpha, crosshair):
+def render_viewer(
+    volumes, axial, coronal, sagittal, mode, preset, suv_max, alpha, crosshair, show_organs=False, show_lesions=True
+):
     """The three slice images and the coronal PET MIP."""
-    slices = render_slices(volumes, axial, coronal, sagittal, mode, preset, suv_max, alpha, crosshair)
+    slices = render_slices(
+        volumes, axial, coronal, sagittal, mode, preset, suv_max, alpha, crosshair, show_organs, show_lesions
+    )
     if not volumes:
         return (*slices, None)
     return (
         *slices,
         rendering.render_mip(volumes["pet"], volumes["spacing"], _suv_max(suv_max), _display_scale(volumes)),
     )
+
+
+def session_volumes(output: PETCTPipelineOutput) -> dict[str, Any]:
+    """What the session keeps of subject 0 to re-render it: volumes, grid and, when made, its label maps."""
+    return {
+        "ct": np.asarray(output.ct[0], dtype=np.float32),
+        "pet": np.asarray(output.pet[0], dtype=np.float32),
+        "spacing": tuple(output.spacing),
+        "affine": output.affines[0],
+        "organs": np.asarray(output.organs[0]) if output.organs else None,
+        "lesions": np.asarray(output.lesions[0].instances) if output.lesions else None,
+    }
+
+
+def start_slices(volumes: dict[str, Any]) -> tuple[dict[str, int], int | None]:
+    """Where the viewer opens, and on which lesion: the volume's middle, or the largest lesion's central voxel,
+    so a subject with lesions opens on one (a middle slice often misses them all)."""
+    nx, ny, nz = volumes["ct"].shape
+    lesions = volumes.get("lesions")
+    if lesions is None or not lesions.any():
+        return {"axial": nz // 2, "coronal": ny // 2, "sagittal": nx // 2}, None
+    ids, counts = np.unique(lesions[lesions > 0], return_counts=True)
+    largest = int(ids[np.argmax(counts)])
+    voxels = np.argwhere(lesions == largest)
+    x, y, z = voxels[np.argmin(((voxels - voxels.mean(axis=0)) ** 2).sum(axis=1))]
+    return {"axial": int(z), "coronal": int(y), "sagittal": int(x)}, largest
 
 
 def generate(
@@ -352,49 +547,73 @@ def generate(
     sr_steps,
     guidance,
     prior,
+    diagnosis,
     mode,
     preset,
     suv_max,
     alpha,
     crosshair,
+    show_organs,
+    show_lesions,
     progress=gr.Progress(),
 ):
-    """Sample one subject, save its NIfTI/JSON files and show it."""
+    """Sample one subject, label its organs, insert the diagnosis' lesions, save its files and show it."""
     subject = demographics_from_inputs(age, sex, weight, height)
     seed, steps, sr_steps, guidance, prior = sampling_from_inputs(seed, steps, sr_steps, guidance, prior)
+    diagnosis = diagnosis_from_input(diagnosis)
+    check_lesions_possible(diagnosis)  # before the expensive sampling
     logger.info(
-        "generate: %s seed=%d steps=%d+%d guidance=%g prior=%g", subject, seed, steps, sr_steps, guidance, prior
+        "generate: %s seed=%d steps=%d+%d guidance=%g prior=%g diagnosis=%s",
+        subject, seed, steps, sr_steps, guidance, prior, diagnosis,
     )
     start = time.perf_counter()
     out = run_pipeline([subject], seed, steps, sr_steps, guidance, prior, progress)
-    seconds = time.perf_counter() - start
+    sampled = time.perf_counter()
+    progress(None, desc="Labelling organs")
+    organ_problem = label_subject(out, required=diagnosis != NO_LESIONS)
+    if diagnosis != NO_LESIONS:
+        progress(None, desc="Inserting lesions")
+        insert_known_lesions(out, diagnosis, seed)
+    finished = time.perf_counter()
     out_dir = new_output_dir()
     out.save(out_dir)
-    files = [str(out_dir / name) for name in ("ct.nii.gz", "pet_suv.nii.gz", "metadata.json")]
+    files = [str(out_dir / name) for name in DOWNLOAD_FILES if (out_dir / name).is_file()]
 
-    ct = np.asarray(out.ct[0], dtype=np.float32)
-    pet = np.asarray(out.pet[0], dtype=np.float32)
-    volumes = {"ct": ct, "pet": pet, "spacing": tuple(out.spacing), "affine": out.affines[0]}
-    nx, ny, nz = ct.shape
-    middle = {"axial": nz // 2, "coronal": ny // 2, "sagittal": nx // 2}
+    volumes = session_volumes(out)
+    nx, ny, nz = volumes["ct"].shape
+    start_at, lesion_id = start_slices(volumes)
     images = render_viewer(
-        volumes, middle["axial"], middle["coronal"], middle["sagittal"], mode, preset, suv_max, alpha, crosshair
+        volumes,
+        start_at["axial"],
+        start_at["coronal"],
+        start_at["sagittal"],
+        mode,
+        preset,
+        suv_max,
+        alpha,
+        crosshair,
+        show_organs,
+        show_lesions,
     )
-
-    table, note = organ_outputs(ct, pet, out.affines[0], out.spacing)
+    organ_rows, organ_note = organ_outputs(out, organ_problem)
+    lesion_rows, lesion_note = lesion_outputs(out)
 
     mm = out.spacing[0]
     status = (
-        f"Generated in {seconds:.1f} s: {subject.sex}, {subject.age:g} y, {subject.weight:g} kg, "
+        f"Generated in {finished - start:.1f} s (sampling {sampled - start:.1f} s, labels and lesions "
+        f"{finished - sampled:.1f} s): {subject.sex}, {subject.age:g} y, {subject.weight:g} kg, "
         f"{subject.height:g} cm (BMI {subject.bmi:.1f}), seed {seed}, {steps}+{sr_steps} steps, "
-        f"guidance {guidance:g}, prior {prior:g}. Volume {nx} x {ny} x {nz} voxels of {mm:g} mm."
+        f"guidance {guidance:g}, prior {prior:g}, diagnosis {diagnosis}. Volume {nx} x {ny} x {nz} voxels of {mm:g} mm."
     )
+    if lesion_id is not None:
+        status += f" The slices open on lesion {lesion_id}, the largest."
     sliders = (
-        gr.Slider(minimum=0, maximum=nz - 1, value=middle["axial"], step=1, interactive=True),
-        gr.Slider(minimum=0, maximum=ny - 1, value=middle["coronal"], step=1, interactive=True),
-        gr.Slider(minimum=0, maximum=nx - 1, value=middle["sagittal"], step=1, interactive=True),
+        gr.Slider(minimum=0, maximum=nz - 1, value=start_at["axial"], step=1, interactive=True),
+        gr.Slider(minimum=0, maximum=ny - 1, value=start_at["coronal"], step=1, interactive=True),
+        gr.Slider(minimum=0, maximum=nx - 1, value=start_at["sagittal"], step=1, interactive=True),
     )
-    return (volumes, *images, *sliders, files, table, note, status)
+    legend = overlay_legend(volumes)
+    return (volumes, *images, *sliders, files, organ_rows, organ_note, lesion_rows, lesion_note, legend, status)
 
 
 # --------------------------------------------------------------------------- counterfactual
@@ -532,6 +751,14 @@ def build_demo() -> gr.Blocks:
                 seed = gr.Number(
                     value=0, minimum=SEED_BOUNDS[0], maximum=SEED_BOUNDS[1], precision=0, label="Seed", elem_id="seed"
                 )
+                diagnosis = gr.Radio(
+                    [(name.replace("_", " ").capitalize(), name) for name in DIAGNOSES],
+                    value=NO_LESIONS,
+                    label="Diagnosis",
+                    info="lesions sampled as in AutoPET's positive studies, with known truth (the seed fixes them); "
+                    "Negative: none",
+                    elem_id="diagnosis",
+                )
                 with gr.Accordion("Sampling", open=False):
                     steps = gr.Slider(
                         *STEP_BOUNDS["steps"], value=DEFAULT_STEPS, step=1, label="Stage-1 steps", elem_id="steps"
@@ -619,6 +846,9 @@ def build_demo() -> gr.Blocks:
                                 0.0, 1.0, value=0.6, step=0.05, label="PET overlay opacity", elem_id="alpha"
                             )
                             crosshair = gr.Checkbox(value=True, label="Crosshair", elem_id="crosshair")
+                            show_organs = gr.Checkbox(value=False, label="Organ labels", elem_id="show-organs")
+                            show_lesions = gr.Checkbox(value=True, label="Lesions", elem_id="show-lesions")
+                        legend = gr.HTML(elem_id="overlay-legend")
                         with gr.Row():
                             with gr.Column(scale=1, min_width=200):
                                 mip_image = gr.Image(
@@ -631,18 +861,28 @@ def build_demo() -> gr.Blocks:
                                 )
                             with gr.Column(scale=2):
                                 files = gr.File(
-                                    label="Downloads: ct.nii.gz (HU), pet_suv.nii.gz (SUV), metadata.json",
+                                    label="Downloads: ct.nii.gz (HU), pet_suv.nii.gz (SUV), metadata.json; "
+                                    "organs.nii.gz + organs.json (organ labels); lesions.nii.gz + lesions.json "
+                                    "(with a diagnosis)",
                                     file_count="multiple",
                                     interactive=False,
                                     elem_id="downloads",
                                 )
                                 organ_note = gr.Markdown(elem_classes=["petct-note"], elem_id="organ-note")
                                 organs = gr.Dataframe(
-                                    headers=["organ", "volume (mL)", "SUVmean", "SUVmax"],
+                                    headers=list(ORGAN_HEADERS),
                                     visible=False,
                                     interactive=False,
                                     label="Organs",
                                     elem_id="organs",
+                                )
+                                lesion_note = gr.Markdown(elem_classes=["petct-note"], elem_id="lesion-note")
+                                lesions = gr.Dataframe(
+                                    headers=list(LESION_HEADERS),
+                                    visible=False,
+                                    interactive=False,
+                                    label="Lesions (known truth)",
+                                    elem_id="lesions",
                                 )
 
                     with gr.Tab("Counterfactual", id="counterfactual"):
@@ -688,12 +928,23 @@ def build_demo() -> gr.Blocks:
                         cf_summary = gr.Markdown(elem_id="cf-summary")
 
         sampling_inputs = [age, sex, weight, height, seed, steps, sr_steps, guidance, prior]
-        display_inputs = [mode, preset, suv_max, alpha, crosshair]
+        display_inputs = [mode, preset, suv_max, alpha, crosshair, show_organs, show_lesions]
         viewer_outputs = [*slice_images, mip_image]
         generate_button.click(
             generate,
-            inputs=[*sampling_inputs, *display_inputs],
-            outputs=[volumes, *viewer_outputs, *slice_sliders, files, organs, organ_note, status],
+            inputs=[*sampling_inputs, diagnosis, *display_inputs],
+            outputs=[
+                volumes,
+                *viewer_outputs,
+                *slice_sliders,
+                files,
+                organs,
+                organ_note,
+                lesions,
+                lesion_note,
+                legend,
+                status,
+            ],
             api_name="generate",
             show_progress_on=slice_images,
             preprocess=False,  # raw values: our own checks name the field and its range (gr.Slider's do not)
@@ -711,7 +962,7 @@ def build_demo() -> gr.Blocks:
         )
         for slider in slice_sliders:  # a slice moved: only the three slice images change
             slider.input(render_slices, inputs=render_inputs, outputs=slice_images, **render_options)
-        for control in display_inputs:  # window, SUV scale, overlay: the MIP too
+        for control in display_inputs:  # window, SUV scale, PET opacity, label overlays: the MIP too
             control.input(render_viewer, inputs=render_inputs, outputs=viewer_outputs, **render_options)
 
         vary.change(counterfactual_controls, inputs=vary, outputs=[value_a, value_b], api_name=False)

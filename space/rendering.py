@@ -1,6 +1,8 @@
 """Pixels for the Space: CT windowing, PET colour maps, PET/CT fusion, MIPs and tri-planar slices.
 
 Pure numpy (+ Pillow for resizing and labels), no Gradio, so every function is unit-tested.
+Label overlays (organ maps, lesion instances) are drawn at display resolution, so an outline stays
+one crisp pixel wide whatever the voxel size.
 
 Input volumes follow the package convention: arrays in (x, y, z) voxel order of a canonical
 RAS+ grid (x increases towards the patient's Right, y towards Anterior, z towards Superior),
@@ -19,6 +21,7 @@ sagittal) runs from the positive (R / A) side on the left to the negative side o
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -36,6 +39,12 @@ __all__ = [
     "mip",
     "plane_spacing",
     "orientation_labels",
+    "organ_color",
+    "LESION_COLOR",
+    "resize_labels",
+    "label_edges",
+    "label_ring",
+    "overlay_labels",
     "render_plane",
     "to_display",
     "side_by_side",
@@ -51,6 +60,14 @@ WINDOW_PRESETS: Mapping[str, tuple[float, float]] = {
 VIEWS = ("axial", "coronal", "sagittal")
 DISPLAY_MODES = ("Fused PET/CT", "CT", "PET")
 PET_COLORMAPS = ("hot", "gray_inverted")
+
+#: lesions are magenta: a colour neither the gray CT, the ``hot`` PET map nor any organ hue (below) takes
+LESION_COLOR = (1.0, 0.0, 1.0)
+#: organ hues spread by the golden ratio over red .. blue, the share of the hue circle that stops short of magenta
+ORGAN_HUE_SPAN = 0.72
+_GOLDEN = (5**0.5 - 1) / 2
+ORGAN_ALPHA = 0.35  # translucent: the anatomy and uptake under an organ stay readable
+LESION_FILL_ALPHA = 0.4  # the outline is opaque, the inside a tint, so the lesion's uptake still shows
 
 # array axis removed by each view, and the two in-plane array axes (first, second)
 _VIEW_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
@@ -166,6 +183,88 @@ def orientation_labels(view: str) -> tuple[str, str, str, str]:
     return _LABELS[view]
 
 
+# --------------------------------------------------------------------------- label overlays
+def organ_color(label: int) -> tuple[float, float, float]:
+    """The fixed RGB colour ([0, 1]) of TotalSegmentator id ``label``: neighbouring ids get distant hues."""
+    hue = ORGAN_HUE_SPAN * ((int(label) * _GOLDEN) % 1.0)
+    return colorsys.hsv_to_rgb(hue, 0.75, 1.0)
+
+
+def _palette(labels: np.ndarray) -> np.ndarray:
+    """(max id + 1, 3) colour table of the ids in ``labels`` (row 0, background, unused)."""
+    top = int(labels.max(initial=0))
+    return np.array([organ_color(i) for i in range(top + 1)], dtype=np.float32)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A display-oriented label image resized to ``size`` = (width, height) by nearest neighbour (ids stay ids)."""
+    rows, cols = labels.shape
+    width, height = size
+    row_index = np.minimum(((np.arange(height) + 0.5) * rows / height).astype(int), rows - 1)
+    col_index = np.minimum(((np.arange(width) + 0.5) * cols / width).astype(int), cols - 1)
+    return labels[np.ix_(row_index, col_index)]
+
+
+def _neighbours(labels: np.ndarray) -> list[np.ndarray]:
+    """The 4-neighbours' labels of every pixel (0 beyond the image border)."""
+    padded = np.pad(labels, 1, mode="constant", constant_values=0)
+    return [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+
+
+def label_edges(labels: np.ndarray) -> np.ndarray:
+    """Labelled pixels with a 4-neighbour of another id (or the image border): the inner outline of each region."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    for neighbour in _neighbours(labels):
+        edge |= neighbour != labels
+    return edge & (labels > 0)
+
+
+def label_ring(labels: np.ndarray) -> np.ndarray:
+    """Unlabelled pixels touching a labelled one: a ring just outside the regions, so it hides none of them."""
+    ring = np.zeros(labels.shape, dtype=bool)
+    for neighbour in _neighbours(labels):
+        ring |= neighbour > 0
+    return ring & (labels == 0)
+
+
+def overlay_labels(
+    rgb01: np.ndarray, organs: np.ndarray | None = None, lesions: np.ndarray | None = None
+) -> np.ndarray:
+    """Float RGB with the label maps drawn over it; the label images have the RGB image's (rows, cols).
+
+    Organs: a translucent fill and an opaque inner outline in :func:`organ_color`. Lesions, often a
+    few pixels wide: an opaque :data:`LESION_COLOR` outline two pixels wide (inner edge and the ring
+    outside) around a translucent fill, so they stand out at any zoom. Other pixels keep their colour.
+    """
+    out = np.array(rgb01, dtype=np.float32)
+    if organs is not None:
+        organs = np.asarray(organs)
+        inside = organs > 0
+        palette = _palette(organs)
+        out[inside] = (1.0 - ORGAN_ALPHA) * out[inside] + ORGAN_ALPHA * palette[organs[inside]]
+        edge = label_edges(organs)
+        out[edge] = palette[organs[edge]]
+    if lesions is not None:
+        lesions = np.asarray(lesions)
+        color = np.asarray(LESION_COLOR, dtype=np.float32)
+        inside = lesions > 0
+        out[inside] = (1.0 - LESION_FILL_ALPHA) * out[inside] + LESION_FILL_ALPHA * color
+        out[label_edges(lesions) | label_ring(lesions)] = color
+    return out
+
+
+def _overlay_image(
+    image: Image.Image, view: str, index: int, organs: np.ndarray | None, lesions: np.ndarray | None
+) -> Image.Image:
+    """``image`` (a display image of ``view``'s slice ``index``) with the label maps drawn over it."""
+    planes = [
+        None if volume is None else resize_labels(extract_slice(volume, view, index), image.size)
+        for volume in (organs, lesions)
+    ]
+    rgb = overlay_labels(np.asarray(image, dtype=np.float32) / 255.0, *planes)
+    return Image.fromarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), mode="RGB")
+
+
 # --------------------------------------------------------------------------- display images
 def to_display(rgb01: np.ndarray, pixel_mm: tuple[float, float], px_per_mm: float, smooth: bool = True) -> Image.Image:
     """Float RGB [0, 1] -> PIL image resized so one mm is ``px_per_mm`` pixels on both axes."""
@@ -229,11 +328,15 @@ def render_plane(
     px_per_mm: float = 1.0,
     crosshair: bool = True,
     labels: bool = True,
+    organs: np.ndarray | None = None,
+    lesions: np.ndarray | None = None,
 ) -> Image.Image:
     """One view of the tri-planar viewer as a display-ready PIL image.
 
     ``indices`` maps each view name to its slice index; the slice shown is ``indices[view]``,
     the others are drawn as crosshair lines. ``mode`` is one of :data:`DISPLAY_MODES`.
+    ``organs`` (TotalSegmentator ids) and ``lesions`` (instance ids), label maps on the CT grid,
+    are drawn over the image when given (:func:`overlay_labels`).
     """
     if mode not in DISPLAY_MODES:
         raise ValueError(f"mode must be one of {DISPLAY_MODES}, got {mode!r}")
@@ -245,6 +348,8 @@ def render_plane(
         rgb = gray_rgb(gray) if mode == "CT" else fuse(gray, extract_slice(pet, view, index), suv_max, alpha)
     pixel_mm = plane_spacing(view, spacing)
     image = to_display(rgb, pixel_mm, px_per_mm)
+    if organs is not None or lesions is not None:
+        image = _overlay_image(image, view, index, organs, lesions)
     if crosshair:
         _draw_crosshair(image, view, indices, np.shape(ct), pixel_mm, px_per_mm)
     if labels:

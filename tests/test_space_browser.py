@@ -225,6 +225,10 @@ def test_space_in_browser(space_server, tmp_path):
             else:
                 assert "Organ table hidden: no organ segmenter checkpoint" in organ_note, organ_note
                 assert not page.locator("#organs").is_visible()
+            # the default diagnosis inserts no lesions: the lesion table stays hidden
+            assert page.locator('#diagnosis [data-testid="Negative-radio-label"] input').is_checked()
+            assert "NEGATIVE: no lesions" in page.locator("#lesion-note").inner_text()
+            assert not page.locator("#lesions").is_visible()
 
             # a slice slider re-renders its view from the session's volumes, without sampling again
             axial_before = _image_src(page, "axial-image")
@@ -250,18 +254,26 @@ def test_space_in_browser(space_server, tmp_path):
             assert status.inner_text() == status_before
             assert space_server.generations() == 1, "moving a slider must not sample again"
 
-            # downloads: valid NIfTI with the expected shapes, and the JSON sidecar
+            # an overlay toggle re-renders from the session too
+            page.locator("#show-organs input").check()
+            page.wait_for_timeout(500)
+            assert space_server.generations() == 1, "an overlay toggle must not sample again"
+
+            # downloads: valid NIfTI with the expected shapes, the JSON sidecar and, when labelled, the organs
+            expected_files = {"ct.nii.gz", "pet_suv.nii.gz", "metadata.json"}
+            if space_server.has_segmenter:
+                expected_files |= {"organs.nii.gz", "organs.json"}
             links = page.locator("#downloads a[download]")
-            assert links.count() == 3, page.locator("#downloads").inner_html()
+            assert links.count() == len(expected_files), page.locator("#downloads").inner_html()
             downloaded = {}
-            for i in range(3):
+            for i in range(len(expected_files)):
                 with page.expect_download() as info:
                     links.nth(i).click()
                 download = info.value
                 target = tmp_path / download.suggested_filename
                 download.save_as(target)
                 downloaded[download.suggested_filename] = target
-            assert set(downloaded) == {"ct.nii.gz", "pet_suv.nii.gz", "metadata.json"}
+            assert set(downloaded) == expected_files
             expected = _expected_shape(space_server.model_dir, height)
             ct = nib.load(downloaded["ct.nii.gz"])
             pet = nib.load(downloaded["pet_suv.nii.gz"])
@@ -296,7 +308,7 @@ def test_space_api_friendly_errors(space_server):
     from gradio_client import Client
 
     client = Client(space_server.url, verbose=False)
-    display = ("Fused PET/CT", "Soft tissue", 5.0, 0.6, True)
+    display = ("Fused PET/CT", "Soft tissue", 5.0, 0.6, True, False, True)  # ..., crosshair, organs, lesions
     good = {"age": 40, "sex": "F", "weight": 70, "height": 170, "seed": 0, "steps": 2, "sr_steps": 1, "guidance": 1.0,
             "prior": 0.6}
     cases = [
@@ -308,11 +320,13 @@ def test_space_api_friendly_errors(space_server):
         ({"guidance": 9}, ["Guidance scale", "0 to 5"]),
         ({"prior": -1}, ["Demographic prior", "0 to 2"]),
         ({"age": 5, "weight": 250, "height": 100}, ["BMI 250.0", "no human", "[10, 100]"]),
+        ({"diagnosis": "CANCER"}, ["'CANCER'", "not a diagnosis", "NEGATIVE", "LUNG_CANCER"]),
     ]
     before = space_server.generations()
     for change, words in cases:
+        inputs = {**good, "diagnosis": "NEGATIVE", **change}
         with pytest.raises(Exception) as error:
-            client.predict(*{**good, **change}.values(), *display, api_name="/generate")
+            client.predict(*inputs.values(), *display, api_name="/generate")
         message = str(error.value)
         for word in words:
             assert word in message, (change, message)
