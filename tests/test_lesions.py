@@ -377,3 +377,20 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(coarse, tmp_path, ca
                 "grids": "different grids", "both": "exactly one of", "neither": "exactly one of",
                 "diagnosis": "NEGATIVE", "not_nifti": "--pet"}[problem]
     assert expected in error
+
+
+def test_a_coarse_grid_never_writes_nan():
+    # 24 mm voxels: a lesion's site shell may be empty; the body around it is the background instead
+    from petct_pipeline.demographics import Demographics
+    from petct_pipeline.lesions import insert_lesions
+    from petct_pipeline.phantom import generate_phantom
+
+    phantom = generate_phantom(Demographics(age=50, sex="M", weight=80, height=178), seed=0, spacing=12.0)
+    try:
+        result = insert_lesions(phantom.ct_hu, phantom.suv, phantom.affine, phantom.organs, diagnosis="LYMPHOMA",
+                                generator=0)
+    except ValueError as error:
+        assert "lesion" in str(error)
+    else:
+        assert np.isfinite(result.suv).all()
+        assert all(record["suv_max"] is not None for record in result.records)

@@ -158,6 +158,12 @@ def _insert_one(p: Placement, lesion_id: int, ct: np.ndarray, suv: np.ndarray, i
     body = maps.body[sl]
     shell, _ = background_shell(p.mask, p.region, body, maps.spacing, _exclusion(instances[sl], lesion_id,
                                                                                   maps.spacing))
+    if not shell.any():  # coarse grids: no voxel of the site around the lesion; use the body around it
+        shell = body & ~p.mask
+    if not p.mask.any() or not shell.any():
+        raise InputError(f"lesion {spec.index}: a {spec.diameter_mm:g} mm lesion has no voxels or no background "
+                         f"around it on this grid ({', '.join(f'{v:g}' for v in maps.spacing)} mm voxels); use a "
+                         "finer grid or a larger diameter")
     uptake = LesionUptake.build(suv[sl], activity_pattern(p.occupancy, p.core, maps.spacing, rng), body, p.mask,
                                 shell, maps.spacing, rng)
     notes: list[str] = []
