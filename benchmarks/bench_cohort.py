@@ -9,8 +9,9 @@ at each ``--batch-sizes``. Torch threads per process are the CPU count divided b
 single process with the threads of a multi-process one, is the reference whose bytes those must
 equal. Per run: wall time of the whole command (start-up and model loading included), subjects per
 hour, the mean per-row seconds the manifest records, peak resident memory of the process tree
-(summed over its processes, sampled every 0.2 s) and of its largest process, and whether every row
-file has the same sha256 as in the other runs with the same threads per process.
+(summed over its processes, sampled every 0.2 s) and of its largest process, whether every row
+file has the same sha256 as in the other runs with the same threads per process, and the machine's
+1-minute load average before and after (figures on a shared machine depend on it).
 
 A second part measures what true batching of stage 1 would buy, in this process: stage 1 of the
 cohort's subjects one call per subject (what the pipeline does with one generator per row) against
@@ -40,7 +41,7 @@ from typing import Any
 import harness
 
 RUN_HEADER = ["processes", "threads/process", "batch size", "rows", "wall s", "s/subject", "subjects/hour",
-              "mean row s", "peak RSS MB (all)", "peak RSS MB (largest)", "same bytes"]
+              "mean row s", "peak RSS MB (all)", "peak RSS MB (largest)", "same bytes", "load before-after"]
 STAGE1_HEADER = ["stage 1", "subjects", "s", "s/subject", "speed-up", "max abs difference", "same bytes"]
 
 
@@ -108,12 +109,14 @@ def run_command(processes: int, threads: int, batch_size: int, cohort: Path, out
                 "PYTHONPATH": os.pathsep.join(p for p in (str(harness.REPO), env.get("PYTHONPATH", "")) if p)})
     if device == "cpu":
         env["ACCELERATE_USE_CPU"] = "true"
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with log.open("w") as handle:
         process = subprocess.Popen(command, cwd=harness.REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
         memory = TreeMemory(process.pid)
         code = process.wait()
     wall = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
     total_mb, largest_mb = memory.close()
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} exited {code}; see the end of {log}:\n{log.read_text()[-3000:]}")
@@ -124,6 +127,7 @@ def run_command(processes: int, threads: int, batch_size: int, cohort: Path, out
             "subjects_per_hour": round(3600 * rows / wall, 1),
             "mean_row_s": round(statistics.mean(r["seconds"] for r in records), 2),
             "peak_rss_mb": total_mb, "peak_rss_largest_mb": largest_mb,
+            "load_1min": [round(load_before, 2), round(load_after, 2)],
             "recorded_threads": sorted({r["threads"] for r in records}),
             "ranks": sorted({r["rank"] for r in records}),
             "files": {entry["path"]: entry["sha256"] for r in records for entry in r["files"]}}
@@ -165,7 +169,7 @@ def stage1_batching(model: str, cohort: Path, batch_sizes: list[int], device: st
 def _run_cells(run: dict[str, Any]) -> list[Any]:
     return [run["processes"], run["threads"], run["batch_size"], run["rows"], run["wall_s"], run["s_per_subject"],
             run["subjects_per_hour"], run["mean_row_s"], run["peak_rss_mb"], run["peak_rss_largest_mb"],
-            run["same_bytes"]]
+            run["same_bytes"], "-".join(f"{v:g}" for v in run["load_1min"])]
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -173,7 +177,8 @@ def render_markdown(result: dict[str, Any]) -> str:
              f"{result['seed']})`), labels {'on' if result['labels'] else 'off'}, device {result['device']}, "
              f"{result['cpu_count']} CPUs. Wall time covers the whole command (start-up and model loading "
              "included); `same bytes`: every row file has the sha256 of the first run with the same threads per "
-             "process.", "", *harness.markdown_table(RUN_HEADER, [_run_cells(run) for run in result["runs"]])]
+             "process; `load`: the machine's 1-minute load average before and after the run (other work shares "
+             "the cores).", "", *harness.markdown_table(RUN_HEADER, [_run_cells(run) for run in result["runs"]])]
     if result.get("stage1"):
         lines += ["", "Stage 1 alone, one process: what batching the network across rows would buy, and what it "
                   "would cost in bytes (max |difference| of the model-space volumes against one call per "

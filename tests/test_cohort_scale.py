@@ -21,6 +21,7 @@ from petct_pipeline.cli import main
 from petct_pipeline.cohort_generation import STAGING_DIRNAME, Subject, parse_shard, shard_subjects
 from petct_pipeline.demographics import Demographics
 from petct_pipeline.errors import InputError
+from petct_pipeline.evaluation.inputs import discover_inputs
 from petct_pipeline.manifest import MANIFEST_FILENAME, append_record, file_sha256, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,6 +123,9 @@ def test_shards_and_batches_write_the_same_bytes_as_one_run(tiny_pipeline_dir, c
     # both shards' rows are in the index, whichever shard finished last; the seeds are the reference's
     assert (out / "cohort.csv").read_text() == (reference / "cohort.csv").read_text()
     assert not (out / STAGING_DIRNAME).exists()
+    # what reads a generated cohort (petct evaluate, export) finds the five subjects and nothing else
+    found = discover_inputs(out, role="--generated")
+    assert [s.subject_id for s in found.subjects] == list("abcde") and not found.skipped
 
 
 # ----------------------------------------------------------------------------- the manifest
