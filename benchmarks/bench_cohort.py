@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"rows": args.rows, "seed": args.seed, "labels": args.labels, "device": args.device, "cpu_count": cpus,
               "runs": runs, "stage1": stage1}
     config = {**model_config, **harness.sampling(model_config), "rows": args.rows, "seed": args.seed,
-              "labels": args.labels, "device": args.device, "processes": args.processes,
+              "labels": args.labels, "device": args.device, "process_counts": args.processes,
               "batch_sizes": args.batch_sizes}
     print(BENCHMARK.save(args.tag, config, result, argv))
     return 0
