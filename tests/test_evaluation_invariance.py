@@ -65,7 +65,7 @@ def test_shipped_segmenter_gives_the_same_organ_statistics_across_fov_and_spacin
     whole_4mm = _version(demographics, 100 + index, 4.0)
     versions = {"whole_body_4mm": whole_4mm, "model_fov_4mm": crop_to_model_fov(whole_4mm, demographics.height),
                 "whole_body_2mm": _version(demographics, 100 + index, 2.0)}
-    measured = {name: measure_version(version, segmenter) for name, version in versions.items()}
+    measured = {name: measure_version(version, segmenter, demographics.height) for name, version in versions.items()}
     truth = {name: measure_version(version, None) for name, version in versions.items()}
     checks = {
         "model FOV vs whole body": percent_difference(measured["model_fov_4mm"], measured["whole_body_4mm"]),
