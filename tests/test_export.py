@@ -522,3 +522,13 @@ def test_the_default_dose_and_uptake_time_are_the_options_and_recorded(generated
                              "--injected-dose-mbq", "0")
     assert code == 2 and "--injected-dose-mbq 0 is out of range" in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "o2").exists()
+
+
+def test_an_nnunet_dataset_id_already_taken_by_another_dataset_is_refused(generated, tmp_path, capsys):
+    out = tmp_path / "nnUNet_raw"
+    assert _export(capsys, "--format", "nnunet", "--input", str(generated), "--out", str(out), "--dataset-id", "42",
+                   "--dataset-name", "First")[0] == 0
+    code, _, error = _export(capsys, "--format", "nnunet", "--input", str(generated), "--out", str(out),
+                             "--dataset-id", "42", "--dataset-name", "Second")
+    assert code == 2 and "--dataset-id 42 is already used by" in error and "Dataset042_First" in error
+    assert sorted(p.name for p in out.iterdir()) == ["Dataset042_First"]
