@@ -52,7 +52,7 @@ def measure_subject(demographics, seed: int, segmenter, with_2mm: bool) -> dict[
     out: dict[str, dict[str, Any]] = {}
     for version in versions:
         started = time.perf_counter()
-        measured = measure_version(version, segmenter)
+        measured = measure_version(version, segmenter, demographics.height)
         out[version.name] = {"labels": measure_version(version, None), "segmenter": measured,
                              "segmenter_seconds": time.perf_counter() - started}
     return out

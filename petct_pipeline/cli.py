@@ -20,7 +20,7 @@ from .errors import USER_ERRORS, InputError
 __all__ = ["main", "build_parser", "UsageError"]
 
 # Each name is a module in petct_pipeline/commands exposing register(subparsers).
-COMMANDS: tuple[str, ...] = ("generate", "prepare", "evaluate", "phantom", "lesions")
+COMMANDS: tuple[str, ...] = ("generate", "prepare", "evaluate", "phantom", "lesions", "export")
 
 
 class UsageError(InputError):

@@ -121,7 +121,8 @@ def test_shipped_model_segmenter_segments_phantoms_on_their_own_grid(phantoms):
     assert len(pickled) < 10_000  # the path, not the weights
     assert np.array_equal(pickle.loads(pickled).segment(subject, volumes), labels)
     in_memory = pickle.loads(pickle.dumps(ModelSegmenter(OrganSegmentationModel.from_pretrained(SHIPPED))))
-    assert np.array_equal(in_memory.predict(volumes.ct, volumes.suv, volumes.affine), labels)
+    assert np.array_equal(in_memory.predict(volumes.ct, volumes.suv, volumes.affine, subject.demographics.height),
+                          labels)
     model = segmenter.load()
     assert segmenter.describe().startswith(f"model:{SHIPPED.name} (PETCTUNet3DModel, labels at {model.spacing_mm:g} mm")
     assert f"{len(model.label_ids)} classes); held-out Dice" in segmenter.describe()

@@ -34,6 +34,7 @@ from .study import IMAGE_KINDS, ScanResult, SkippedStudy, StudyRecord, check_nif
 __all__ = [
     "scan_autopet",
     "read_autopet_metadata",
+    "study_date_from_name",
     "ScanResult",
     "StudyRecord",
     "SkippedStudy",
@@ -150,7 +151,8 @@ def _parse_date(text: str) -> date | None:
     return None
 
 
-def _study_date_from_name(name: str) -> date | None:
+def study_date_from_name(name: str) -> date | None:
+    """The date an AutoPET study folder's name starts with (``MM-DD-YYYY-NA-...``), None when it has none."""
     match = _DATE_IN_NAME.match(name)
     return _parse_date("-".join(match.groups())) if match else None
 
@@ -167,7 +169,7 @@ def _metadata_for_study(metadata: list[dict[str, str]], subject: str, study: str
         if study_key in {normalise_name(part) for part in re.split(r"[\\/]", r.get("file location", ""))}
     ]
     if not matched:
-        study_date = _study_date_from_name(study)
+        study_date = study_date_from_name(study)
         matched = [r for r in rows if study_date is not None and _parse_date(r.get("study date", "")) == study_date]
     if not matched and len({r.get("study uid") or r.get("study date") for r in rows}) == 1:
         matched = rows

@@ -5,11 +5,13 @@ Two layouts are recognised:
 * ``generated``: a cohort written by ``petct generate --cohort``:
   ``DIR/<id>/ct.nii.gz`` (HU), ``DIR/<id>/pet_suv.nii.gz`` (SUVbw), ``DIR/<id>/metadata.json``
   with ``"demographics": {"age", "sex", "weight", "height", ...}``; an optional
-  ``DIR/<id>/organs.nii.gz`` label map (TotalSegmentator ids) is used by the ``labels`` segmenter.
+  ``DIR/<id>/organs.nii.gz`` label map (TotalSegmentator ids) is used by the ``labels`` segmenter,
+  an optional ``DIR/<id>/lesions.nii.gz`` (lesion instance ids) is the subject's lesion truth.
   A single-subject output (the three files directly in ``DIR``) is a cohort of one.
 * ``autopet`` (or ``nnunet``): a dataset read by :func:`petct_pipeline.data.scan.scan_dataset`,
   e.g. ``DIR/PETCT_<hash>/<study>/{CT,CTres,PET,SUV,SEG}.nii.gz`` (+ ``organs.nii.gz`` for
-  phantoms) with ``Metadata.csv`` and ``demographics.csv`` at the root. Studies the reader
+  phantoms) with ``Metadata.csv`` and ``demographics.csv`` at the root; ``SEG`` (nnU-Net:
+  ``labelsTr``) is the lesion truth. Studies the reader
   cannot use are listed as skipped (with the reader's reason) and left out.
 
 Every subject is measured on its PET (SUV) grid: the CT is ``CTres`` (CT already resampled to
@@ -53,6 +55,7 @@ GENERATED_CT = "ct.nii.gz"
 GENERATED_PET = "pet_suv.nii.gz"
 GENERATED_METADATA = "metadata.json"
 LABELS_FILE = "organs.nii.gz"
+LESIONS_FILE = "lesions.nii.gz"
 
 _GRID_ATOL_MM = 1e-3
 
@@ -73,6 +76,8 @@ class SubjectInput:
     pet_is_suv: bool = True  # False: PET in Bq/mL, converted with the dose and uptake time on load
     injected_dose_bq: float | None = None
     uptake_time_s: float | None = None
+    lesions: Path | None = None  # lesion label map (generated: instance ids; AutoPET SEG: 0/1), None when absent
+    diagnosis: str | None = None  # as the input records it (generated metadata.json, AutoPET Metadata.csv)
 
     @property
     def key(self) -> str:
@@ -194,6 +199,8 @@ def _discover_generated(root: Path, role: str) -> EvaluationInput:
             f"{child / GENERATED_METADATA} field 'demographics'",
         )
         labels = child / LABELS_FILE
+        lesions = child / LESIONS_FILE
+        diagnosis = metadata.get("diagnosis") if isinstance(metadata, dict) else None
         subjects.append(
             SubjectInput(
                 subject_id=child.name,
@@ -204,6 +211,8 @@ def _discover_generated(root: Path, role: str) -> EvaluationInput:
                 pet=child / GENERATED_PET,
                 labels=labels if labels.is_file() else None,
                 demographics=demographics,
+                lesions=lesions if lesions.is_file() else None,
+                diagnosis=str(diagnosis) if diagnosis else None,
             )
         )
     return EvaluationInput(root=root, layout="generated", subjects=tuple(subjects), skipped=tuple(skipped))
@@ -244,6 +253,8 @@ def _from_study_record(record: StudyRecord, role: str) -> SubjectInput:
         pet_is_suv=record.suv is not None,
         injected_dose_bq=record.injected_dose_bq,
         uptake_time_s=record.uptake_time_s,
+        lesions=Path(record.seg) if record.seg is not None else None,
+        diagnosis=record.diagnosis,
     )
 
 

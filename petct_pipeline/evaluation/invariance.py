@@ -56,13 +56,16 @@ def crop_to_model_fov(version: StudyVersion, height_cm: float, name: str = "mode
     return StudyVersion(name, version.ct[box], version.suv[box], version.labels[box], affine)
 
 
-def measure_version(version: StudyVersion, segmenter: ModelSegmenter | None,
+def measure_version(version: StudyVersion, segmenter: ModelSegmenter | None, height_cm: float | None = None,
                     organs: Sequence[str] = INVARIANCE_ORGANS) -> dict[str, dict[str, float]]:
-    """Organ -> {volume_ml, suv_mean} under ``segmenter`` (``None``: the version's true labels)."""
+    """Organ -> {volume_ml, suv_mean} under ``segmenter`` (``None``: the version's true labels).
+
+    ``height_cm`` is passed to the segmenter as ``petct evaluate`` passes the subject's height.
+    """
     if segmenter is None:
         labels = version.labels
     else:
-        labels = segmenter.predict(version.ct, version.suv, version.affine)
+        labels = segmenter.predict(version.ct, version.suv, version.affine, height_cm)
     spacing = spacing_from_affine(version.affine)
     kernel = sphere_kernel(spacing)
     out = {}

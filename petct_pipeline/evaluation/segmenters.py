@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..data.preprocess import AIR_HU, resample
 from ..errors import InputError, InputTypeError
+from ..geometry import body_length_mm
 from ..intensity import hu_to_model, suv_to_model
 from ..io import load_nifti
 from ..model_files import model_name
@@ -190,26 +191,29 @@ class ModelSegmenter(Segmenter):
         return {**self.__dict__, "_model": None} if self.path is not None else dict(self.__dict__)
 
     def segment(self, subject: SubjectInput | None, volumes: SubjectVolumes) -> np.ndarray:
-        return self.predict(volumes.ct, volumes.suv, volumes.affine)
+        height = subject.demographics.height if subject is not None else None
+        return self.predict(volumes.ct, volumes.suv, volumes.affine, height)
 
-    def predict(self, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray) -> np.ndarray:
-        """Label map (TotalSegmentator ids, int16) on the grid of ``ct``/``suv`` (HU, SUVbw).
+    def predict(self, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray, height_cm: float | None = None
+                ) -> np.ndarray:
+        """Label map (TotalSegmentator ids, int16) on the grid of ``ct``/``suv`` (HU, SUVbw, canonical RAS).
 
-        The network sees only the body's bounding box (padded with air to its size multiple), so
-        the cost follows the body, not the field of view, and air around it changes nothing.
+        The network sees the body's bounding box only. Its normalisation layers pool over what it
+        sees, so a whole-body scan and a scan of the cascade's shorter field of view would label the
+        same organs slightly differently; with ``height_cm`` the top of the body (the cascade's field
+        of view for that height, ``geometry.body_length_mm``: a common vertex-aligned crop) is
+        labelled from that crop alone, and only what lies below it from the whole scan.
         """
         model = self.load()
-        prepared = model_input(model, ct, suv, affine)
-        labels = np.zeros(prepared.grid_shape, dtype=np.int16)
-        if prepared.box is not None:
-            size = prepared.shape
-            logits = model.logits(prepared.volume)
-            classes = logits[:, :, : size[0], : size[1], : size[2]].argmax(dim=1)[0].cpu().numpy()
-            classes[~prepared.body[prepared.box]] = 0
-            labels[prepared.box] = model.classes_to_ids(classes)
-        if same_grid(prepared.grid_shape, prepared.affine, ct.shape, affine):
+        whole = model_input(model, ct, suv, affine)
+        labels = _grid_labels(model, whole)
+        if height_cm is not None and whole.box is not None:
+            top = model_input(model, ct, suv, affine, body_length_mm(height_cm))
+            if top.shape[2] < whole.shape[2]:
+                labels[top.box] = _grid_labels(model, top)[top.box]
+        if same_grid(whole.grid_shape, whole.affine, ct.shape, affine):
             return labels
-        return resample(labels, prepared.affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
+        return resample(labels, whole.affine, ct.shape, affine, order=0, cval=0).astype(np.int16)
 
     def describe(self) -> str:
         model = self.load()
@@ -265,6 +269,18 @@ def model_input(model: OrganSegmentationModel, ct: np.ndarray, suv: np.ndarray, 
     volume = torch.from_numpy(np.stack([hu_to_model(ct_m), suv_to_model(suv_m)]).astype(np.float32))[None]
     return ModelInput(_pad_with_air(volume, model.spatial_multiple), tuple(ct_m.shape), box, tuple(shape),
                       model_affine, body)
+
+
+def _grid_labels(model: OrganSegmentationModel, prepared: ModelInput) -> np.ndarray:
+    """The network's labels (TotalSegmentator ids) on the whole model grid; zero outside the input's box and body."""
+    labels = np.zeros(prepared.grid_shape, dtype=np.int16)
+    if prepared.box is not None:
+        size = prepared.shape
+        logits = model.logits(prepared.volume)
+        classes = logits[:, :, : size[0], : size[1], : size[2]].argmax(dim=1)[0].cpu().numpy()
+        classes[~prepared.body[prepared.box]] = 0
+        labels[prepared.box] = model.classes_to_ids(classes)
+    return labels
 
 
 def _on_grid(image: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int], target_affine: np.ndarray,

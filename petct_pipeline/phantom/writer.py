@@ -13,6 +13,10 @@ CT.nii.gz is on the same 2 mm grid as CTres.nii.gz (AutoPET's CT has the CT's ow
 grid; CTres is the CT resampled to the PET grid). Every file is written through
 :mod:`petct_pipeline.io` and each study is assembled in a hidden temporary folder that
 is renamed into place, so an interrupted run never leaves a half-written study.
+
+The layout's pieces (``write_study_volumes``, ``acquisition_record``, ``series_rows``, ``demographics_row``,
+``study_identity``, ``write_csv``) are public because ``petct export --format autopet``
+(:mod:`petct_pipeline.export.autopet`) writes generated cohorts through them, in the same layout.
 """
 
 from __future__ import annotations
@@ -43,9 +47,18 @@ __all__ = [
     "METADATA_COLUMNS",
     "DEMOGRAPHICS_COLUMNS",
     "STUDY_DESCRIPTION",
+    "SERIES",
     "write_population",
     "write_study",
+    "write_study_volumes",
+    "acquisition_record",
     "subject_identity",
+    "study_identity",
+    "age_string",
+    "series_rows",
+    "demographics_row",
+    "write_csv",
+    "merge_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,7 +79,8 @@ METADATA_COLUMNS = (
 DEMOGRAPHICS_COLUMNS = ("subject", "study", "age", "sex", "weight", "height", "injected_dose_bq", "uptake_time_s",
                         "cohort_id")
 STUDY_DESCRIPTION = "PET-CT Ganzkoerper  primaer mit KM"  # AutoPET's double space
-_SERIES = (
+#: (Modality, Series Description, file) of the three series a study lists in Metadata.csv
+SERIES = (
     ("CT", "GK p.v.3.0  B31f", "CT.nii.gz"),
     ("PT", "PET corr.", "PET.nii.gz"),
     ("SEG", "Segmentation", "SEG.nii.gz"),
@@ -90,8 +104,15 @@ demographics.csv gives age, sex, weight (kg) and height (cm) of every subject.
 
 
 def subject_identity(seed: int, index: int, d: Demographics, subject_seed: int) -> dict[str, str]:
-    """Deterministic AutoPET-style identifiers for one subject."""
-    key = f"petct-phantom|{seed}|{index}|{d.age:g}|{d.sex}|{d.weight:g}|{d.height:g}|{subject_seed}"
+    """Deterministic AutoPET-style identifiers for one phantom subject."""
+    return study_identity(f"petct-phantom|{seed}|{index}|{d.age:g}|{d.sex}|{d.weight:g}|{d.height:g}|{subject_seed}")
+
+
+def study_identity(key: str) -> dict[str, str]:
+    """AutoPET-style subject folder, study folder, date and Study UID that depend only on ``key``.
+
+    Exports of generated subjects (``petct export --format autopet|dicom``) use it with the subject's id,
+    so the same subject always gets the same names."""
     digest = hashlib.sha256(key.encode()).hexdigest()
     rng = np.random.default_rng(int(digest[:16], 16))
     year = int(rng.integers(2002, 2021))
@@ -107,82 +128,108 @@ def subject_identity(seed: int, index: int, d: Demographics, subject_seed: int) 
     }
 
 
-def _age_string(age: float) -> str:
+def age_string(age: float) -> str:
+    """AutoPET's (DICOM's) age format: whole years as ``063Y``."""
     return f"{int(age):03d}Y"
+
+
+def write_study_volumes(
+    study_dir: Path,
+    affine: np.ndarray,
+    ct_hu: np.ndarray,
+    pet_bqml: np.ndarray,
+    suv: np.ndarray,
+    seg: np.ndarray,
+    organs: np.ndarray | None = None,
+) -> None:
+    """The AutoPET image files of one study on one grid: CT and CTres (int16 HU), PET (Bq/mL), SUV, SEG
+    (uint8 lesions) and, when given, organs.nii.gz (uint8 TotalSegmentator ids) with organs.json."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    a = affine
+    ct16 = np.rint(ct_hu).astype(np.int16)
+    save_nifti(ct16, a, study_dir / "CT.nii.gz", description="synthetic CT (HU)")
+    save_nifti(ct16, a, study_dir / "CTres.nii.gz", description="synthetic CT on PET grid (HU)")
+    save_nifti(pet_bqml.astype(np.float32), a, study_dir / "PET.nii.gz", description="synthetic FDG PET (Bq/mL)")
+    save_nifti(suv.astype(np.float32), a, study_dir / "SUV.nii.gz", description="synthetic PET SUVbw")
+    save_nifti(seg.astype(np.uint8), a, study_dir / "SEG.nii.gz", description="synthetic lesions")
+    if organs is not None:
+        save_nifti(organs.astype(np.uint8), a, study_dir / "organs.nii.gz", description="TotalSegmentator total ids")
+        write_json(dict(LABEL_IDS), study_dir / "organs.json")
+
+
+def acquisition_record(d: Demographics, injected_dose_bq: float, uptake_time_s: float, decay_factor: float,
+                       **extra: object) -> dict:
+    """acquisition.json: what SUV.nii.gz was computed from, so it can be recomputed from PET.nii.gz."""
+    return {
+        "synthetic": True,
+        "radiopharmaceutical": "18F-FDG",
+        "injected_dose_bq": injected_dose_bq,
+        "uptake_time_s": uptake_time_s,
+        "decay_half_life_s": F18_HALF_LIFE_S,
+        "decay_factor": decay_factor,
+        "weight_kg": d.weight,
+        "height_m": d.height_m,
+        "age": d.age,
+        "sex": d.sex,
+        "pet_units": "Bq/mL",
+        "suv_formula": "SUV = PET * weight_kg * 1000 / (injected_dose_bq * 2**(-uptake_time_s / half_life))",
+        **extra,
+    }
 
 
 def write_study(subject: PhantomSubject, study_dir: Path) -> None:
     """Write one study's files into ``study_dir`` (which is created)."""
-    study_dir.mkdir(parents=True, exist_ok=True)
-    a = subject.affine
-    ct16 = np.rint(subject.ct_hu).astype(np.int16)
-    save_nifti(ct16, a, study_dir / "CT.nii.gz", description="synthetic CT (HU)")
-    save_nifti(ct16, a, study_dir / "CTres.nii.gz", description="synthetic CT on PET grid (HU)")
-    save_nifti(
-        subject.pet_bqml.astype(np.float32), a, study_dir / "PET.nii.gz", description="synthetic FDG PET (Bq/mL)"
-    )
-    save_nifti(subject.suv.astype(np.float32), a, study_dir / "SUV.nii.gz", description="synthetic PET SUVbw")
-    save_nifti(subject.lesion_mask.astype(np.uint8), a, study_dir / "SEG.nii.gz", description="synthetic lesions")
-    save_nifti(
-        subject.organs.astype(np.uint8), a, study_dir / "organs.nii.gz", description="TotalSegmentator total ids"
-    )
-    write_json(dict(LABEL_IDS), study_dir / "organs.json")
+    write_study_volumes(study_dir, subject.affine, subject.ct_hu, subject.pet_bqml, subject.suv,
+                        subject.lesion_mask, subject.organs)
     d = subject.demographics
-    acq = subject.acquisition
-    write_json(
-        {
-            "synthetic": True,
-            "radiopharmaceutical": "18F-FDG",
-            "injected_dose_bq": subject.injected_dose_bq,
-            "uptake_time_s": subject.uptake_time_s,
-            "decay_half_life_s": F18_HALF_LIFE_S,
-            "decay_factor": acq.decay_factor,
-            "weight_kg": d.weight,
-            "height_m": d.height_m,
-            "age": d.age,
-            "sex": d.sex,
-            "pet_units": "Bq/mL",
-            "suv_formula": "SUV = PET * weight_kg * 1000 / (injected_dose_bq * 2**(-uptake_time_s / half_life))",
-            "psf_fwhm_mm": subject.truth.get("psf_fwhm_mm"),
-            "spacing_mm": [subject.spacing] * 3,
-            "seed": subject.seed,
-            "diagnosis": subject.diagnosis,
-        },
-        study_dir / "acquisition.json",
+    record = acquisition_record(
+        d,
+        subject.injected_dose_bq,
+        subject.uptake_time_s,
+        subject.acquisition.decay_factor,
+        psf_fwhm_mm=subject.truth.get("psf_fwhm_mm"),
+        spacing_mm=[subject.spacing] * 3,
+        seed=subject.seed,
+        diagnosis=subject.diagnosis,
     )
+    write_json(record, study_dir / "acquisition.json")
     truth = {k: v for k, v in subject.truth.items() if k != "seconds"}
     write_json({"synthetic": True, **truth}, study_dir / "truth.json")
 
 
-def _rows(identity: dict[str, str], subject: PhantomSubject) -> tuple[list[dict], dict]:
-    d = subject.demographics
-    rows = []
-    for modality, series, filename in _SERIES:
-        rows.append(
-            {
-                "Subject ID": identity["subject"],
-                "Study UID": identity["study_uid"],
-                "Study Description": STUDY_DESCRIPTION,
-                "Study Date": identity["study_date"],
-                "Series Description": series,
-                "diagnosis": subject.diagnosis,
-                "age": _age_string(d.age),
-                "sex": d.sex,
-                "Modality": modality,
-                "File Location": f"./{identity['subject']}/{identity['study']}/{filename}",
-            }
-        )
-    demo = {
+def series_rows(identity: dict[str, str], diagnosis: str | None, d: Demographics) -> list[dict]:
+    """The study's Metadata.csv rows, one per series (CT, PT, SEG)."""
+    return [
+        {
+            "Subject ID": identity["subject"],
+            "Study UID": identity["study_uid"],
+            "Study Description": STUDY_DESCRIPTION,
+            "Study Date": identity["study_date"],
+            "Series Description": series,
+            "diagnosis": diagnosis,
+            "age": age_string(d.age),
+            "sex": d.sex,
+            "Modality": modality,
+            "File Location": f"./{identity['subject']}/{identity['study']}/{filename}",
+        }
+        for modality, series, filename in SERIES
+    ]
+
+
+def demographics_row(identity: dict[str, str], d: Demographics, injected_dose_bq: float, uptake_time_s: float,
+                     cohort_id: str | None = None) -> dict:
+    """The study's demographics.csv row (weight and height, which AutoPET keeps only in DICOM)."""
+    return {
         "subject": identity["subject"],
         "study": identity["study"],
         "age": f"{d.age:g}",
         "sex": d.sex,
         "weight": f"{d.weight:g}",
         "height": f"{d.height:g}",
-        "injected_dose_bq": f"{subject.injected_dose_bq:.0f}",
-        "uptake_time_s": f"{subject.uptake_time_s:.0f}",
+        "injected_dose_bq": f"{injected_dose_bq:.0f}",
+        "uptake_time_s": f"{uptake_time_s:.0f}",
+        "cohort_id": cohort_id or "",
     }
-    return rows, demo
 
 
 def _job(args: tuple) -> tuple[list[dict], dict, float]:
@@ -215,12 +262,14 @@ def _job(args: tuple) -> tuple[list[dict], dict, float]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    rows, demo = _rows(identity, subject)
-    demo["cohort_id"] = cohort_id or ""
+    rows = series_rows(identity, subject.diagnosis, subject.demographics)
+    demo = demographics_row(identity, subject.demographics, subject.injected_dose_bq, subject.uptake_time_s,
+                            cohort_id)
     return rows, demo, float(subject.truth.get("seconds", 0.0))
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
+def write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
+    """Write a CSV atomically (temporary name, then renamed)."""
     buffer = _io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -229,8 +278,8 @@ def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
         tmp.write_text(buffer.getvalue())
 
 
-def _merge(path: Path, key: str, new_rows: list[dict]) -> list[dict]:
-    """Keep rows of subjects written by earlier runs into the same folder."""
+def merge_rows(path: Path, key: str, new_rows: list[dict]) -> list[dict]:
+    """``new_rows`` after the rows of ``path`` whose ``key`` column names another subject (earlier runs' rows)."""
     if not path.exists():
         return new_rows
     new_keys = {row[key] for row in new_rows}
@@ -302,8 +351,8 @@ def write_population(
             results = list(pool.imap(_job, jobs))
     meta = [row for rows, _, _ in results for row in rows]
     demo = [d for _, d, _ in results]
-    _write_csv(out / "Metadata.csv", METADATA_COLUMNS, _merge(out / "Metadata.csv", "Subject ID", meta))
-    _write_csv(out / "demographics.csv", DEMOGRAPHICS_COLUMNS, _merge(out / "demographics.csv", "subject", demo))
+    write_csv(out / "Metadata.csv", METADATA_COLUMNS, merge_rows(out / "Metadata.csv", "Subject ID", meta))
+    write_csv(out / "demographics.csv", DEMOGRAPHICS_COLUMNS, merge_rows(out / "demographics.csv", "subject", demo))
     with atomic_path(out / "README.txt") as tmp:
         tmp.write_text(README)
     logger.info(
