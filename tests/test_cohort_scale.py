@@ -372,3 +372,8 @@ def test_a_cohort_row_is_the_same_bytes_as_that_row_alone_with_labels_and_lesion
     assert latest["ill"]["options"]["labels"].startswith("model:")
     assert (out / "cohort.csv").read_text().splitlines()[1:] == ["ill,58,M,80,178,3,LYMPHOMA",
                                                                  "well,44,F,62,166,1,NEGATIVE"]
+    # petct export reads the cohort folder as generate wrote it (manifest.jsonl and cohort.csv beside the rows)
+    exported = tmp_path / "autopet"
+    assert main(["export", "--format", "autopet", "--input", str(out), "--out", str(exported)]) == 0
+    studies = discover_inputs(exported).subjects
+    assert len(studies) == 2 and sorted(s.diagnosis for s in studies) == ["LYMPHOMA", "NEGATIVE"]
