@@ -22,7 +22,10 @@ def resolve_device(name: str) -> torch.device:
     except (RuntimeError, TypeError):
         raise InputError(f"--device {name!r} is not a torch device (e.g. {_EXAMPLES})") from None
     if device.type == "cpu":
-        return device
+        # one CPU: "cpu:0" as plain "cpu" (accelerate names a CPU process's device so). Moving a pipeline to "cpu:0"
+        # copies its weights out of the loaded file's buffers into freshly aligned memory, where MKL's kernels sum
+        # in another order: other bytes than --device cpu for the same seed
+        return torch.device("cpu")
     if device.type == "meta":
         raise InputError("--device 'meta' holds no data and cannot generate volumes; use a real device "
                          f"({_EXAMPLES})")

@@ -59,6 +59,19 @@ class PETCTPipelineOutput(BaseOutput):
     def __len__(self) -> int:  # BaseOutput is an OrderedDict; length means subjects here
         return len(self.ct)
 
+    def subject(self, index: int) -> PETCTPipelineOutput:
+        """Subject ``index`` alone, as a one-subject output (the same arrays, not copies)."""
+        if not 0 <= index < len(self.ct):
+            raise InputError(f"index must be in [0, {len(self.ct) - 1}], got {index}")
+
+        def pick(values: list) -> list:
+            return values[index : index + 1]
+
+        return PETCTPipelineOutput(ct=pick(self.ct), pet=pick(self.pet), affines=pick(self.affines),
+                                   spacing=self.spacing, demographics=pick(self.demographics),
+                                   metadata=pick(self.metadata), organs=pick(self.organs),
+                                   organ_segmenter=self.organ_segmenter, lesions=pick(self.lesions))
+
     def save(self, out_dir: str | os.PathLike, index: int | None = None) -> list[Path]:
         """Write ct.nii.gz (int16 HU), pet_suv.nii.gz (float32 SUV), metadata.json and, when labelled,
         organs.nii.gz (uint8 TotalSegmentator ids) with organs.json (name -> id), and with lesions

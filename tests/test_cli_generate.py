@@ -101,6 +101,9 @@ def test_missing_model_and_unwritable_out(tmp_path, capsys):
 def test_version_and_help_from_the_shell():
     version = subprocess.run([sys.executable, "-m", "petct_pipeline.cli", "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and __version__ in version.stdout
+    # `python -m petct_pipeline` is `petct` (what `accelerate launch -m petct_pipeline ...` runs)
+    package = subprocess.run([sys.executable, "-m", "petct_pipeline", "--version"], capture_output=True, text=True)
+    assert package.returncode == 0 and package.stdout == version.stdout
     helped = subprocess.run([sys.executable, "-m", "petct_pipeline.cli", "generate", "--help"],
                             capture_output=True, text=True)
     assert helped.returncode == 0 and "--cohort" in helped.stdout and "--prior-scale" in helped.stdout

@@ -1,10 +1,15 @@
-"""``petct generate``: one subject from flags, or a cohort CSV with one output folder per row."""
+"""``petct generate``: one subject from flags, or a cohort CSV with one output folder per row.
+
+A cohort runs in :mod:`petct_pipeline.cohort_generation`: sharded over the processes of an
+``accelerate launch ... -m petct_pipeline generate --cohort ...`` and over ``--shard K/N`` jobs,
+resumable from ``DIR/manifest.jsonl``, one failing row recorded without stopping the others.
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,8 +23,6 @@ from ..seeds import MAX_SEED, check_seed
 from . import SubParsers
 
 logger = logging.getLogger(__name__)
-
-COHORT_COLUMNS = ("id", "age", "sex", "weight", "height", "seed")
 
 
 def register(subparsers: SubParsers) -> None:
@@ -51,7 +54,9 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument("--back-projection-iterations", type=int, default=None,
                         help="iterations correcting the SR output to keep the stage-1 volume's HU and SUV "
                         "(0 = off; default: the pipeline's)")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:1, mps (default cpu; under accelerate launch with several "
+                        "processes, each process's own device, and cuda means each process's own GPU)")
     truth = parser.add_mutually_exclusive_group()
     truth.add_argument("--diagnosis", default=None, metavar="|".join(DIAGNOSES),
                        help="insert FDG-avid lesions sampled as AutoPET's positives of this diagnosis present "
@@ -63,10 +68,24 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument("--no-labels", dest="labels", action="store_false",
                         help="do not write organs.nii.gz / organs.json (labels come from the organ segmenter, "
                         "checkpoints/petct-phantom-seg or $PETCT_SEGMENTER; about 1 s per subject)")
+    scale = parser.add_argument_group(
+        "cohorts at scale", "Run under `accelerate launch [--multi_gpu --num_processes N ...] -m petct_pipeline "
+        "generate --cohort ...` to split the rows over processes (GPUs, nodes). A rerun skips rows that "
+        "DIR/manifest.jsonl records as complete and whose files still have their sha256.")
+    scale.add_argument("--shard", default=None, metavar="K/N",
+                       help="generate only shard K of N (1-based; rows K, K+N, K+2N, ...): one task of a job array")
+    scale.add_argument("--batch-size", type=int, default=1, metavar="N",
+                       help="cohort rows per pipeline call (default 1); each row keeps its own generator, so its "
+                       "files are the same bytes at any batch size")
+    scale.add_argument("--overwrite", action="store_true",
+                       help="regenerate every row, even those already complete in --out")
     parser.set_defaults(func=run)
 
 
-def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int, str | None]]:
+def _subjects(args: argparse.Namespace) -> list:
+    """The planned subjects (``cohort_generation.Subject``): every cohort row, or the one subject of the flags."""
+    from ..cohort_generation import Subject, plan_subjects
+
     single = [args.age, args.sex, args.weight, args.height]
     if args.cohort is not None:
         if any(v is not None for v in single):
@@ -77,14 +96,18 @@ def _subjects(args: argparse.Namespace) -> list[tuple[str, Demographics, int, st
         if args.lesions is not None and any(row.diagnosis for row in rows):
             raise InputError("--lesions places the same lesions in every subject; remove the cohort's diagnosis "
                              "column or --lesions")
-        seeds = [row.seed if row.seed is not None else check_seed(args.seed + index, "--seed + row index")
-                 for index, row in enumerate(rows)]
-        return [(row.id, row.demographics, seed, row.diagnosis or args.diagnosis) for row, seed in zip(rows, seeds)]
+        return plan_subjects(rows, args.seed, args.diagnosis)
+    for flag, given in (("--shard", args.shard is not None), ("--batch-size", args.batch_size != 1)):
+        if given:
+            raise InputError(f"{flag} splits a --cohort; one subject from --age/--sex/--weight/--height has none")
     missing = [f"--{name}" for name, v in zip(("age", "sex", "weight", "height"), single) if v is None]
     if missing:
         raise InputError(f"missing {', '.join(missing)} (or give --cohort FILE.csv)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("accelerate launch with several processes splits a --cohort; generate one subject in "
+                         "one process")
     demographics = Demographics(age=args.age, sex=args.sex, weight=args.weight, height=args.height)
-    return [("subject", demographics, args.seed, args.diagnosis)]
+    return [Subject(0, "subject", demographics, args.seed, args.diagnosis)]
 
 
 def _call_kwargs(args: argparse.Namespace) -> dict:
@@ -100,19 +123,20 @@ def _call_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from diffusers.utils import logging as diffusers_logging
 
-    from ..ground_truth import add_lesions
-    from ..organ_labels import label_organs, organ_segmenter
+    from ..cohort_generation import Generation, check_batch_size, generate_outputs, parse_shard, run_cohort
+    from ..organ_labels import organ_segmenter
     from ..pipeline_petct import PETCTPipeline, validate_sampling_arguments
 
     check_seed(args.seed, "--seed")
     if args.diagnosis is not None:
         args.diagnosis = check_diagnosis(args.diagnosis)
     lesion_specs = read_lesion_specs(args.lesions) if args.lesions is not None else None
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    batch_size = check_batch_size(args.batch_size)
     subjects = _subjects(args)  # validate every row before any expensive work
-    if not args.labels and (lesion_specs is not None or any(s[3] not in (None, "NEGATIVE") for s in subjects)):
+    if not args.labels and (lesion_specs is not None or any(s.diagnosis not in (None, "NEGATIVE") for s in subjects)):
         raise InputError("--no-labels: lesions are placed by the organ labels; drop --no-labels or the lesions")
     call_kwargs = _call_kwargs(args)
     validate_sampling_arguments(
@@ -123,42 +147,53 @@ def run(args: argparse.Namespace) -> int:
         call_kwargs.get("back_projection_iterations", 0),
         call_kwargs.get("prior_scale", 0.0),
     )
+    if args.device is not None:
+        resolve_device(args.device)  # a bad --device is one line before anything is loaded
     writable_dir(args.out, what="--out")
     if not args.verbose:
         diffusers_logging.disable_progress_bar()
     segmenter = organ_segmenter() if args.labels else None  # a missing segmenter fails before sampling
+    generation = Generation(call_kwargs, segmenter, lesion_specs)
     model = args.model or default_model()
-    device = resolve_device(args.device)
+
+    if args.cohort is None:
+        pipe = PETCTPipeline.from_pretrained(model).to(resolve_device(args.device or "cpu"))
+        # sampling progress on an interactive terminal (or with -v); quiet in pipes and logs
+        pipe.set_progress_bar_config(disable=not (args.verbose or sys.stderr.isatty()), leave=False)
+        (output,) = generate_outputs(pipe, subjects, generation)
+        output.save(args.out)
+        logger.info("wrote %s", args.out)
+        print(args.out)
+        return 0
+
+    state = _process_state()
+    device = _cohort_device(args.device, state)
     pipe = PETCTPipeline.from_pretrained(model).to(device)
-    # sampling progress on an interactive terminal (or with -v); quiet in pipes and logs
-    pipe.set_progress_bar_config(disable=not (args.verbose or sys.stderr.isatty()), leave=False)
-
-    written = []
-    for subject_id, demographics, seed, diagnosis in subjects:
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        output = pipe(demographics, generator=generator, **call_kwargs)
-        if segmenter is not None:
-            label_organs(output, segmenter)
-        if lesion_specs is not None or diagnosis is not None:
-            add_lesions(output, diagnosis, lesion_specs, [seed], segmenter)
-        folder = args.out if args.cohort is None else args.out / subject_id
-        output.save(folder)
-        written.append((subject_id, demographics, seed, diagnosis))
-        logger.info("wrote %s", folder)
-        print(folder)
-    if args.cohort is not None:
-        _write_cohort_index(args.out / "cohort.csv", written)
-    return 0
+    pipe.set_progress_bar_config(disable=True)  # one bar for the whole cohort instead
+    return run_cohort(pipe, subjects, generation, args.out, state=state, device=device, shard=shard,
+                      batch_size=batch_size, overwrite=args.overwrite, cohort_name=str(args.cohort))
 
 
-def _write_cohort_index(path: Path, rows: list[tuple[str, Demographics, int, str | None]]) -> None:
-    """cohort.csv beside the subjects; a ``diagnosis`` column only when some subject has one."""
-    from ..io import atomic_path
+def _process_state():
+    """accelerate's ``PartialState``: this process's rank among those ``accelerate launch`` started (or one)."""
+    from datetime import timedelta
 
-    with_diagnosis = any(diagnosis for *_, diagnosis in rows)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow((*COHORT_COLUMNS, "diagnosis") if with_diagnosis else COHORT_COLUMNS)
-        for subject_id, d, seed, diagnosis in rows:
-            row = [subject_id, f"{d.age:g}", d.sex, f"{d.weight:g}", f"{d.height:g}", seed]
-            writer.writerow([*row, diagnosis or "NEGATIVE"] if with_diagnosis else row)
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    from ..cohort_generation import PROCESS_GROUP_TIMEOUT_S
+
+    # CPU processes (gloo) as accelerate's own state decides them: ACCELERATE_USE_CPU, or no GPU to run on
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    return PartialState(cpu=cpu, timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
+
+
+def _cohort_device(name: str | None, state):
+    """``--device``, else cpu; with several processes, unset or a bare ``cuda`` is each process's own device."""
+    several = state.num_processes > 1
+    if name is None:
+        return resolve_device(str(state.device) if several else "cpu")
+    if several and name == "cuda":
+        return resolve_device(f"cuda:{state.local_process_index}")
+    return resolve_device(name)
