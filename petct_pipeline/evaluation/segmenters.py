@@ -14,8 +14,9 @@
   --stage seg``. The segmenter runs it as the training cache feeds it: the volume is resampled
   to the model's isotropic grid (anti-aliased), masked to the body, padded with air to the
   network's size multiple, segmented, and the label map resampled back (nearest neighbour).
-  The network sees the body's bounding box only, so its labels do not depend on how much air or
-  which field of view surrounds the body.
+  A network trained on random crops (``input_region: body`` in its ``segmenter.json``) sees the
+  body's bounding box only, so its labels do not depend on how much air or which field of view
+  surrounds the body; one trained on whole grids sees the whole grid, as it did in training.
 
 A segmenter is pickled to worker processes; heavy state (networks) is loaded lazily there.
 """
@@ -49,8 +50,11 @@ __all__ = [
     "LabelsSegmenter",
     "TotalSegmentatorSegmenter",
     "ModelSegmenter",
+    "GridVolumes",
     "ModelInput",
+    "on_model_grid",
     "model_input",
+    "crop_input",
     "make_segmenter",
 ]
 
@@ -198,17 +202,18 @@ class ModelSegmenter(Segmenter):
                 ) -> np.ndarray:
         """Label map (TotalSegmentator ids, int16) on the grid of ``ct``/``suv`` (HU, SUVbw, canonical RAS).
 
-        The network sees the body's bounding box only. Its normalisation layers pool over what it
+        A network trained on crops sees the body's bounding box only. Its normalisation layers pool over what it
         sees, so a whole-body scan and a scan of the cascade's shorter field of view would label the
         same organs slightly differently; with ``height_cm`` the top of the body (the cascade's field
         of view for that height, ``geometry.body_length_mm``: a common vertex-aligned crop) is
         labelled from that crop alone, and only what lies below it from the whole scan.
         """
         model = self.load()
-        whole = model_input(model, ct, suv, affine)
+        grid = on_model_grid(model, ct, suv, affine)
+        whole = crop_input(model, grid)
         labels = _grid_labels(model, whole)
-        if height_cm is not None and whole.box is not None:
-            top = model_input(model, ct, suv, affine, body_length_mm(height_cm))
+        if height_cm is not None and whole.box is not None and model.input_region == "body":
+            top = crop_input(model, grid, body_length_mm(height_cm))
             if top.shape[2] < whole.shape[2]:
                 labels[top.box] = _grid_labels(model, top)[top.box]
         if same_grid(whole.grid_shape, whole.affine, ct.shape, affine):
@@ -227,11 +232,22 @@ class ModelSegmenter(Segmenter):
 
 
 @dataclass
+class GridVolumes:
+    """A subject's CT (HU), PET (SUVbw) and body mask on a model's grid: resampled once, cropped as needed."""
+
+    ct: np.ndarray
+    suv: np.ndarray
+    body: np.ndarray
+    affine: np.ndarray  # RAS affine of the model grid
+
+
+@dataclass
 class ModelInput:
     """A volume as an :class:`OrganSegmentationModel` sees it (also what its encoder features are pooled over).
 
-    The network sees the body's bounding box only, so its cost follows the body, not the field of
-    view, and air around the body changes nothing.
+    A model trained on random crops (``input_region == "body"``) sees the body's bounding box only,
+    so its cost follows the body, not the field of view, and air around the body changes nothing;
+    a model trained on whole grids sees the whole grid, as in training.
     """
 
     volume: torch.Tensor  # (1, 2, X', Y', Z') model-space CT and PET of the box, padded with air to the multiple
@@ -242,33 +258,55 @@ class ModelInput:
     body: np.ndarray  # body mask on the whole model grid; outside it CT is air and PET zero
 
 
+def on_model_grid(model: OrganSegmentationModel, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray
+                  ) -> GridVolumes:
+    """``ct``/``suv`` (HU, SUVbw, canonical RAS) on ``model``'s grid (anti-aliased), with the body mask there."""
+    shape, model_affine = model.model_grid(ct.shape, affine)
+    ct_m = _on_grid(ct, affine, shape, model_affine, AIR_HU)
+    suv_m = np.clip(_on_grid(suv, affine, shape, model_affine, 0.0), 0.0, None)
+    return GridVolumes(ct_m, suv_m, body_mask(ct_m, model_affine), model_affine)
+
+
 def model_input(model: OrganSegmentationModel, ct: np.ndarray, suv: np.ndarray, affine: np.ndarray,
                 top_mm: float | None = None) -> ModelInput:
-    """``ct``/``suv`` (HU, SUVbw, canonical RAS) on ``model``'s grid (anti-aliased), masked, cropped to the body.
+    """``ct``/``suv`` (HU, SUVbw, canonical RAS) as ``model`` sees them (:func:`on_model_grid`, :func:`crop_input`)."""
+    return crop_input(model, on_model_grid(model, ct, suv, affine), top_mm)
+
+
+def crop_input(model: OrganSegmentationModel, grid: GridVolumes, top_mm: float | None = None) -> ModelInput:
+    """The network input cut from ``grid``: masked to the body, the body's box (or the whole grid), padded.
 
     ``top_mm`` keeps only the top ``top_mm`` of the body (from its highest slice down): a common,
     vertex-aligned field of view for descriptors that pool over the whole volume.
     """
-    shape, model_affine = model.model_grid(ct.shape, affine)
-    ct_m = _on_grid(ct, affine, shape, model_affine, AIR_HU)
-    suv_m = np.clip(_on_grid(suv, affine, shape, model_affine, 0.0), 0.0, None)
-    body = body_mask(ct_m, model_affine)
-    box = _bounding_box(body) if body.any() else None
-    if box is not None and top_mm is not None:
-        slices = max(1, int(np.ceil(top_mm / model.spacing_mm)))
-        keep = slice(max(box[2].start, box[2].stop - slices), box[2].stop)
-        top = np.zeros_like(body)
-        top[:, :, keep] = body[:, :, keep]
-        box = _bounding_box(top)  # the box of that part of the body (hips and legs may be wider)
+    shape = tuple(grid.body.shape)
+    box = _input_box(model, grid.body, top_mm) if grid.body.any() else None
     if box is not None:
-        ct_m, suv_m, inside = ct_m[box], suv_m[box], body[box]
+        ct_m, suv_m, inside = grid.ct[box].copy(), grid.suv[box].copy(), grid.body[box]
     else:
-        inside = body
+        ct_m, suv_m, inside = grid.ct.copy(), grid.suv.copy(), grid.body
     ct_m[~inside] = AIR_HU
     suv_m[~inside] = 0.0
     volume = torch.from_numpy(np.stack([hu_to_model(ct_m), suv_to_model(suv_m)]).astype(np.float32))[None]
-    return ModelInput(_pad_with_air(volume, model.spatial_multiple), tuple(ct_m.shape), box, tuple(shape),
-                      model_affine, body)
+    return ModelInput(_pad_with_air(volume, model.spatial_multiple), tuple(ct_m.shape), box, shape,
+                      grid.affine, grid.body)
+
+
+def _input_box(model: OrganSegmentationModel, body: np.ndarray, top_mm: float | None
+               ) -> tuple[slice, slice, slice]:
+    """Where the network input lies in the model grid (``body`` is not empty)."""
+    whole = tuple(slice(0, n) for n in body.shape)
+    box = _bounding_box(body) if model.input_region == "body" else whole
+    if top_mm is None:
+        return box
+    body_slices = _bounding_box(body)[2]
+    slices = max(1, int(np.ceil(top_mm / model.spacing_mm)))
+    keep = slice(max(body_slices.start, body_slices.stop - slices), body_slices.stop)
+    if model.input_region == "grid":
+        return (whole[0], whole[1], keep)
+    top = np.zeros_like(body)
+    top[:, :, keep] = body[:, :, keep]
+    return _bounding_box(top)  # the box of that part of the body (hips and legs may be wider)
 
 
 def _grid_labels(model: OrganSegmentationModel, prepared: ModelInput) -> np.ndarray:

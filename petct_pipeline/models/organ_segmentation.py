@@ -42,6 +42,7 @@ __all__ = [
     "SEGMENTER_CONFIG",
     "SEGMENTER_FORMAT",
     "DEFAULT_UNET",
+    "INPUT_REGIONS",
     "OrganSegmentationModel",
     "class_ids_for",
     "pool_input",
@@ -79,11 +80,17 @@ def upsample_logits(logits: torch.Tensor, stride: int) -> torch.Tensor:
     return F.interpolate(logits, scale_factor=stride, mode="trilinear", align_corners=False)
 
 
+#: what a segmentation network is shown at inference, as it was trained: ``body`` the body's
+#: bounding box (models trained on random crops), ``grid`` the whole air-padded grid (models
+#: trained on whole cached grids; their normalisation statistics include that air)
+INPUT_REGIONS = ("body", "grid")
+
+
 class OrganSegmentationModel:
-    """PETCTUNet3DModel + the facts needed to use it: class ids, output grid spacing (mm), input stride."""
+    """PETCTUNet3DModel + the facts needed to use it: class ids, output spacing (mm), input stride and region."""
 
     def __init__(self, unet: PETCTUNet3DModel, label_ids: Sequence[int], spacing_mm: float = 8.0,
-                 info: dict[str, Any] | None = None, input_stride: int = 1) -> None:
+                 info: dict[str, Any] | None = None, input_stride: int = 1, input_region: str = "grid") -> None:
         label_ids = tuple(int(i) for i in label_ids)
         if not label_ids or len(set(label_ids)) != len(label_ids) or not all(i in LABELS for i in label_ids):
             raise InputError(f"label_ids must be distinct TotalSegmentator 'total' ids (1..117), got {label_ids}")
@@ -96,7 +103,10 @@ class OrganSegmentationModel:
             raise InputError(f"spacing_mm must be > 0, got {spacing_mm!r}")
         if isinstance(input_stride, bool) or not isinstance(input_stride, int) or input_stride < 1:
             raise InputError(f"input_stride must be an integer >= 1, got {input_stride!r}")
+        if input_region not in INPUT_REGIONS:
+            raise InputError(f"input_region must be one of {', '.join(INPUT_REGIONS)}, got {input_region!r}")
         self.unet = unet
+        self.input_region = input_region
         self.input_stride = input_stride
         self.label_ids = label_ids
         self.spacing_mm = float(spacing_mm)
@@ -106,14 +116,14 @@ class OrganSegmentationModel:
 
     @classmethod
     def build(cls, label_ids: Sequence[int], spacing_mm: float = 8.0, input_stride: int = 1,
-              **unet_kwargs: Any) -> OrganSegmentationModel:
+              input_region: str = "grid", **unet_kwargs: Any) -> OrganSegmentationModel:
         """A freshly initialised model; ``unet_kwargs`` override :data:`DEFAULT_UNET`."""
         for fixed in _FIXED_UNET_ARGS:
             if fixed in unet_kwargs:
                 raise InputError(f"unet.{fixed} is fixed by the segmenter (2 inputs, one output per class)")
         unet = PETCTUNet3DModel(in_channels=2, out_channels=len(tuple(label_ids)) + 1, conditioning_channels=0,
                                 embedding_dim=0, **{**DEFAULT_UNET, **unet_kwargs})
-        return cls(unet, label_ids, spacing_mm, input_stride=input_stride)
+        return cls(unet, label_ids, spacing_mm, input_stride=input_stride, input_region=input_region)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> OrganSegmentationModel:
@@ -134,7 +144,9 @@ class OrganSegmentationModel:
                              f"expected {SEGMENTER_FORMAT!r}")
         unet = PETCTUNet3DModel.from_pretrained(str(folder), use_safetensors=True)
         unet.eval()
-        return cls(unet, meta["label_ids"], meta["spacing_mm"], meta.get("info"), meta.get("input_stride", 1))
+        # folders written before input_region existed were all trained on whole grids
+        return cls(unet, meta["label_ids"], meta["spacing_mm"], meta.get("info"), meta.get("input_stride", 1),
+                   meta.get("input_region", "grid"))
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         folder = Path(path)
@@ -145,6 +157,7 @@ class OrganSegmentationModel:
             "label_names": [LABELS[i] for i in self.label_ids],
             "spacing_mm": self.spacing_mm,
             "input_stride": self.input_stride,
+            "input_region": self.input_region,
             "intensity": "petct_pipeline.intensity (CT: hu_to_model, PET: suv_to_model)",
             "info": self.info,
         }, folder / SEGMENTER_CONFIG)

@@ -223,7 +223,8 @@ class SegStage(Stage):
 
     def build_model(self) -> torch.nn.Module:
         wrapper = OrganSegmentationModel.build(self.label_ids, float(self.grid.spacing),
-                                               input_stride=self.options.input_stride, **self._unet_kwargs())
+                                               input_stride=self.options.input_stride,
+                                               input_region=self.input_region(), **self._unet_kwargs())
         name, shape = ("seg.crop", self.options.crop) if self.options.crop else (
             "seg.grid.shape", tuple(self.preprocess_config(self.grid).shape))
         multiple = wrapper.spatial_multiple
@@ -238,10 +239,14 @@ class SegStage(Stage):
         logits = self._wrapper(model).forward_logits(model, volume)
         return segmentation_loss(logits, target, self.options.loss.dice_weight)
 
+    def input_region(self) -> str:
+        """What the trained network must be shown (``OrganSegmentationModel.input_region``): what it trained on."""
+        return "body" if self.options.crop else "grid"
+
     def _wrapper(self, model) -> OrganSegmentationModel:
         unet = self.accelerator.unwrap_model(model) if self.accelerator is not None else model
         return OrganSegmentationModel(unet, self.label_ids, float(self.grid.spacing),
-                                      input_stride=self.options.input_stride)
+                                      input_stride=self.options.input_stride, input_region=self.input_region())
 
     def validate(self, model, step: int, out_dir: Path) -> Path | None:
         """Dice per organ on the held-out studies (``seg.validation.data_dir``) at their native grid."""
