@@ -16,16 +16,11 @@ from .errors import InputError
 from .intensity import HU_RANGE
 from .io import save_nifti, write_json
 from .organs import LABEL_IDS
+from .subject_files import CT_FILENAME, METADATA_FILENAME, ORGAN_NAMES_FILENAME, ORGANS_FILENAME, PET_FILENAME
 
 __all__ = ["PETCTPipelineOutput", "CT_FILENAME", "PET_FILENAME", "METADATA_FILENAME", "ORGANS_FILENAME",
            "ORGAN_NAMES_FILENAME"]
 
-CT_FILENAME = "ct.nii.gz"
-PET_FILENAME = "pet_suv.nii.gz"
-METADATA_FILENAME = "metadata.json"
-#: organ labels (TotalSegmentator "total" ids) and their names: the files the phantom writes
-ORGANS_FILENAME = "organs.nii.gz"
-ORGAN_NAMES_FILENAME = "organs.json"
 
 
 def _to_numpy(volume: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -79,7 +79,7 @@ def _load(flag: str, path: Path, dtype: type = np.float32) -> tuple[np.ndarray, 
 def run(args: argparse.Namespace) -> int:
     from ..io import atomic_path, save_nifti, writable_dir
     from ..lesions import LESIONS_FILENAME, LESIONS_JSON_FILENAME, check_diagnosis, insert_lesions, read_lesion_specs
-    from ..pipeline_output import CT_FILENAME, PET_FILENAME
+    from ..subject_files import CT_FILENAME, ORGAN_NAMES_FILENAME, ORGANS_FILENAME, PET_FILENAME
 
     check_seed(args.seed, "--seed")
     if (args.diagnosis is None) == (args.lesions is None):
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     outputs = {out / name for name in (CT_FILENAME, PET_FILENAME, LESIONS_FILENAME, LESIONS_JSON_FILENAME)}
     if args.organs is not None:
-        outputs |= {out / "organs.nii.gz", out / "organs.json"}
+        outputs |= {out / ORGANS_FILENAME, out / ORGAN_NAMES_FILENAME}
     for flag, path in (("--ct", args.ct), ("--pet", args.pet), ("--organs", args.organs),
                        ("--lesions", args.lesions)):
         if path is not None and Path(path).resolve() in {o.resolve() for o in outputs}:
@@ -112,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
     result.save(out)
     if organs is not None:
         label_dtype = np.uint8 if organs.min() >= 0 and organs.max() <= 255 else np.int16
-        save_nifti(organs, ct[1], out / "organs.nii.gz", dtype=label_dtype, description="organ labels (copy)")
-        sidecar = Path(args.organs).with_name("organs.json")
+        save_nifti(organs, ct[1], out / ORGANS_FILENAME, dtype=label_dtype, description="organ labels (copy)")
+        sidecar = Path(args.organs).with_name(ORGAN_NAMES_FILENAME)
         if sidecar.is_file():  # the id -> name table the phantom and generate write beside their labels
-            with atomic_path(out / "organs.json") as tmp:
+            with atomic_path(out / ORGAN_NAMES_FILENAME) as tmp:
                 shutil.copyfile(sidecar, tmp)
     logger.info("lesions: %s", [(r["id"], r["site"], r["suv_max"]) for r in result.records])
     print(f"wrote {len(result.records)} lesion{'' if len(result.records) == 1 else 's'} to {out}")

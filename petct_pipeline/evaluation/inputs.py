@@ -36,6 +36,7 @@ from ..demographics import Demographics
 from ..errors import InputError
 from ..geometry import spacing_from_affine
 from ..io import load_nifti, read_json
+from ..subject_files import CT_FILENAME, LESIONS_FILENAME, METADATA_FILENAME, ORGANS_FILENAME, PET_FILENAME
 
 __all__ = [
     "LAYOUTS",
@@ -51,11 +52,6 @@ logger = logging.getLogger(__name__)
 
 LAYOUTS = ("generated", "autopet", "nnunet")
 
-GENERATED_CT = "ct.nii.gz"
-GENERATED_PET = "pet_suv.nii.gz"
-GENERATED_METADATA = "metadata.json"
-LABELS_FILE = "organs.nii.gz"
-LESIONS_FILE = "lesions.nii.gz"
 
 _GRID_ATOL_MM = 1e-3
 
@@ -148,8 +144,8 @@ def discover_inputs(directory: str | os.PathLike, role: str = "input") -> Evalua
             result = _discover_dataset(root, role)
         except (ValueError, NotADirectoryError) as error:
             raise InputError(
-                f"{role} folder {str(root)!r} holds neither a generated cohort (<id>/{GENERATED_CT}, "
-                f"<id>/{GENERATED_PET}, <id>/{GENERATED_METADATA}) nor a readable AutoPET/nnU-Net dataset "
+                f"{role} folder {str(root)!r} holds neither a generated cohort (<id>/{CT_FILENAME}, "
+                f"<id>/{PET_FILENAME}, <id>/{METADATA_FILENAME}) nor a readable AutoPET/nnU-Net dataset "
                 f"({error})"
             ) from None
     if not result.subjects:
@@ -162,10 +158,10 @@ def discover_inputs(directory: str | os.PathLike, role: str = "input") -> Evalua
 
 
 def _is_generated(root: Path) -> bool:
-    if (root / GENERATED_PET).is_file():
+    if (root / PET_FILENAME).is_file():
         return True
     return any(
-        (child / GENERATED_METADATA).is_file() or (child / GENERATED_PET).is_file() for child in _subdirs(root)
+        (child / METADATA_FILENAME).is_file() or (child / PET_FILENAME).is_file() for child in _subdirs(root)
     )
 
 
@@ -180,9 +176,9 @@ def _discover_generated(root: Path, role: str) -> EvaluationInput:
     subjects = []
     skipped = []
     # a single-subject `petct generate --out DIR` writes the files into DIR itself
-    folders = [root] if (root / GENERATED_PET).is_file() else _subdirs(root)
+    folders = [root] if (root / PET_FILENAME).is_file() else _subdirs(root)
     for child in folders:
-        names = (GENERATED_CT, GENERATED_PET, GENERATED_METADATA)
+        names = (CT_FILENAME, PET_FILENAME, METADATA_FILENAME)
         present = [(child / name).is_file() for name in names]
         if not any(present):
             skipped.append((str(child), "not a generated subject folder"))
@@ -193,13 +189,13 @@ def _discover_generated(root: Path, role: str) -> EvaluationInput:
                 f"{role} subject {str(child)!r} is incomplete: missing {', '.join(missing)} "
                 f"(a generated subject needs {', '.join(names)})"
             )
-        metadata = read_json(child / GENERATED_METADATA)
+        metadata = read_json(child / METADATA_FILENAME)
         demographics = _demographics(
             metadata.get("demographics") if isinstance(metadata, dict) else None,
-            f"{child / GENERATED_METADATA} field 'demographics'",
+            f"{child / METADATA_FILENAME} field 'demographics'",
         )
-        labels = child / LABELS_FILE
-        lesions = child / LESIONS_FILE
+        labels = child / ORGANS_FILENAME
+        lesions = child / LESIONS_FILENAME
         diagnosis = metadata.get("diagnosis") if isinstance(metadata, dict) else None
         subjects.append(
             SubjectInput(
@@ -207,8 +203,8 @@ def _discover_generated(root: Path, role: str) -> EvaluationInput:
                 study_id="",
                 layout="generated",
                 directory=child,
-                ct=child / GENERATED_CT,
-                pet=child / GENERATED_PET,
+                ct=child / CT_FILENAME,
+                pet=child / PET_FILENAME,
                 labels=labels if labels.is_file() else None,
                 demographics=demographics,
                 lesions=lesions if lesions.is_file() else None,

@@ -31,6 +31,7 @@ from ..phantom.writer import (
     write_csv,
     write_study_volumes,
 )
+from ..subject_files import LESIONS_JSON_FILENAME
 from .subjects import ExportSubject, ExportVolumes
 from .writing import FormatWriter
 
@@ -71,9 +72,9 @@ class AutopetWriter(FormatWriter):
         if subject.source.layout == "generated" and subject.lesions is not None:
             save_nifti(volumes.lesions, volumes.affine, study_dir / "lesions.nii.gz", dtype=np.int16,
                        description="lesion instances (0 background, 1..N)")
-            truth = subject.lesions.with_name("lesions.json")
+            truth = subject.lesions.with_name(LESIONS_JSON_FILENAME)
             if truth.is_file():
-                with atomic_path(study_dir / "lesions.json") as tmp:
+                with atomic_path(study_dir / LESIONS_JSON_FILENAME) as tmp:
                     shutil.copyfile(truth, tmp)
         record = acquisition_record(d, acquisition.injected_dose_bq, acquisition.uptake_time_s,
                                     decay_factor(acquisition.uptake_time_s), dose_source=acquisition.source,

@@ -33,6 +33,7 @@ from ..evaluation.inputs import SubjectInput, discover_inputs, load_subject, sam
 from ..io import load_nifti, read_json
 from ..organs import LABEL_IDS, LABELS
 from ..phantom.writer import study_identity
+from ..subject_files import METADATA_FILENAME
 
 __all__ = [
     "FORMATS",
@@ -154,7 +155,7 @@ def _plan_one(subject: SubjectInput, labels: str, needs_lesions: bool, default_d
         _check_same_grid(organs, pet_grid, subject, "organ label")
         files.append(organs)
     if subject.layout == "generated":
-        files.append(subject.directory / "metadata.json")
+        files.append(subject.directory / METADATA_FILENAME)
     if subject.injected_dose_bq is not None and subject.uptake_time_s is not None:
         acquisition = Acquisition(float(subject.injected_dose_bq), float(subject.uptake_time_s), "input")
     else:
@@ -211,7 +212,7 @@ def _lesion_source(subject: SubjectInput) -> Path | None:
     if subject.lesions is not None:
         return subject.lesions
     if subject.layout == "generated":
-        metadata = read_json(subject.directory / "metadata.json")
+        metadata = read_json(subject.directory / METADATA_FILENAME)
         diagnosis = metadata.get("diagnosis") if isinstance(metadata, dict) else None
         spec = metadata.get("lesion_spec") if isinstance(metadata, dict) else None
         if spec or (diagnosis and str(diagnosis).upper() != "NEGATIVE"):

@@ -26,6 +26,7 @@ from ..errors import InputError, InputTypeError
 from ..intensity import HU_RANGE
 from ..io import save_nifti, write_json
 from ..seeds import check_seed
+from ..subject_files import CT_FILENAME, LESIONS_FILENAME, LESIONS_JSON_FILENAME, PET_FILENAME
 from .density import blend_ct, ct_noise_sd, default_lesion_hu
 from .measure import background_shell, lesion_metrics, requested_quantity
 from .placement import MIN_GAP_MM, Placement, place_lesions
@@ -42,8 +43,6 @@ __all__ = [
     "insert_lesions",
 ]
 
-LESIONS_FILENAME = "lesions.nii.gz"
-LESIONS_JSON_FILENAME = "lesions.json"
 #: a fixed stream of the seed, so the lesions of seed N do not share random numbers with other uses of N
 _LESION_STREAM = 0x1E5104
 
@@ -84,8 +83,6 @@ class LesionInsertion:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         if volumes:
-            from ..pipeline_output import CT_FILENAME, PET_FILENAME  # heavy (diffusers): only when writing
-
             ct = np.rint(np.clip(self.ct, *HU_RANGE)).astype(np.int16)
             written.append(save_nifti(ct, self.affine, out / CT_FILENAME, description="CT (HU) with lesions"))
             written.append(save_nifti(self.suv.astype(np.float32), self.affine, out / PET_FILENAME,
