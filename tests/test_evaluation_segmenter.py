@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from petct_pipeline.evaluation import LabelsSegmenter, ModelSegmenter, discover_inputs, evaluate, load_subject
-from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter
+from petct_pipeline.errors import InputError
+from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter, model_input
 from petct_pipeline.io import load_nifti, read_json, save_nifti, write_json
 from petct_pipeline.models import OrganSegmentationModel, class_ids_for
 from petct_pipeline.organs import EVALUATION_ORGANS
@@ -133,6 +134,7 @@ def test_model_segmenter_reaches_its_reported_dice(trained_model, phantoms):
     stage = read_json(trained_model / "stage.json")
     meta = read_json(trained_model / "organ_segmenter" / "segmenter.json")
     assert meta["info"]["dice"] == stage["dice"] and meta["info"]["dice_studies"] == 3
+    assert meta["input_region"] == "grid"  # trained on whole grids (no seg.crop): shown whole grids
     for organ, threshold in DICE_THRESHOLDS.items():
         assert stage["dice"][organ] > threshold, (organ, stage["dice"])
     assert (trained_model / "organ_segmenter" / "diffusion_pytorch_model.safetensors").is_file()
@@ -194,3 +196,27 @@ def test_model_segmenter_labels_do_not_depend_on_the_air_around_the_body(phantom
     affine[:3, 3] -= affine[:3, :3] @ np.array([5.0, 4.0, 0.0])
     padded = ModelSegmenter(model).predict(ct, suv, affine)
     assert np.array_equal(padded[5:-3, 4:-6], labels) and not padded[:5].any() and not padded[-3:].any()
+
+
+def test_a_model_is_shown_the_region_it_was_trained_on(tmp_path):
+    # crops-trained models see the body's box; whole-grid-trained ones the whole grid (their
+    # normalisation statistics include the air), and the choice survives save/load
+    ct = np.full((20, 20, 30), -1000.0, dtype=np.float32)
+    ct[6:14, 5:15, 4:26] = 40.0
+    suv = np.where(ct > -500, 1.5, 0.0).astype(np.float32)
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    kwargs = {"block_out_channels": (4, 8), "attention_levels": (False, False), "norm_num_groups": 2}
+    body = OrganSegmentationModel.build(class_ids_for(("liver",)), spacing_mm=8.0, **kwargs)
+    grid = OrganSegmentationModel.build(class_ids_for(("liver",)), spacing_mm=8.0, input_region="grid", **kwargs)
+    assert model_input(body, ct, suv, affine).shape == (8, 10, 22)
+    assert model_input(grid, ct, suv, affine).shape == (20, 20, 30)
+    assert model_input(grid, ct, suv, affine, top_mm=80.0).box == (slice(0, 20), slice(0, 20), slice(16, 26))
+    assert OrganSegmentationModel.from_pretrained(grid.save_pretrained(tmp_path / "grid")).input_region == "grid"
+    folder = body.save_pretrained(tmp_path / "body")
+    assert OrganSegmentationModel.from_pretrained(folder).input_region == "body"
+    meta = read_json(folder / "segmenter.json")
+    del meta["input_region"]  # written before the field existed: those models all trained on whole grids
+    write_json(meta, folder / "segmenter.json")
+    assert OrganSegmentationModel.from_pretrained(folder).input_region == "grid"
+    with pytest.raises(InputError, match="input_region must be one of body, grid"):
+        OrganSegmentationModel.build(class_ids_for(("liver",)), input_region="crop", **kwargs)

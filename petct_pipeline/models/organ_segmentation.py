@@ -90,7 +90,7 @@ class OrganSegmentationModel:
     """PETCTUNet3DModel + the facts needed to use it: class ids, output spacing (mm), input stride and region."""
 
     def __init__(self, unet: PETCTUNet3DModel, label_ids: Sequence[int], spacing_mm: float = 8.0,
-                 info: dict[str, Any] | None = None, input_stride: int = 1, input_region: str = "grid") -> None:
+                 info: dict[str, Any] | None = None, input_stride: int = 1, input_region: str = "body") -> None:
         label_ids = tuple(int(i) for i in label_ids)
         if not label_ids or len(set(label_ids)) != len(label_ids) or not all(i in LABELS for i in label_ids):
             raise InputError(f"label_ids must be distinct TotalSegmentator 'total' ids (1..117), got {label_ids}")
@@ -116,7 +116,7 @@ class OrganSegmentationModel:
 
     @classmethod
     def build(cls, label_ids: Sequence[int], spacing_mm: float = 8.0, input_stride: int = 1,
-              input_region: str = "grid", **unet_kwargs: Any) -> OrganSegmentationModel:
+              input_region: str = "body", **unet_kwargs: Any) -> OrganSegmentationModel:
         """A freshly initialised model; ``unet_kwargs`` override :data:`DEFAULT_UNET`."""
         for fixed in _FIXED_UNET_ARGS:
             if fixed in unet_kwargs:
