@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..data.preprocess import AIR_HU, body_mask, resample, target_affine
 from ..demographics import Demographics
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 #: how stage 1 conditions on the CT: "replacement" (the known-voxels seam in diffusers' scheduler) or
 #: "repaint" (RePaint resampling with ``jumps`` passes per step)
 METHODS = ("replacement", "repaint")
+#: the body's HU threshold (as data.preprocess.body_mask's default)
+BODY_HU = -500.0
 #: stage-1 steps of the reference volume that placement matches against (coarse anatomy is all it needs)
 REFERENCE_STEPS = 8
 #: a model voxel is known when at least this fraction of it lies inside the CT's field of view
@@ -140,8 +143,9 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
         logger.warning(warnings[-1])
 
     # 2. The CT on the frame's grids: air outside its body (as training saw CTs), and what it covers
-    mask, mask_affine = body_mask(ct.hu, ct.affine)
+    mask, mask_affine = body_mask(ct.hu, ct.affine, BODY_HU)
     body = resample(mask.astype(np.float32), mask_affine, ct.hu.shape, ct.affine, order=1, cval=0.0) > 0.5
+    body &= _filled_slices(ct.hu > BODY_HU)  # the mask is coarse in x/y: trim it to the skin at full resolution
     hu = np.where(body, ct.hu, AIR_HU).astype(np.float32)
     base_affine = target_affine(pipe.base_shape, spacing, center_xy, placement.vertex_mm)
     out_shape, out_spacing = pipe.output_shape, pipe.output_spacing
@@ -183,7 +187,7 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
     pet = np.where(body & in_frame, np.clip(pet, 0.0, None), 0.0).astype(np.float32)
     covered_body = float((body & in_frame).sum() / max(1, body.sum()))
     if covered_body < 0.999:
-        note = (f"the model's frame (vertex to {frame_length:.0f} mm below it, {out_shape[0] * out_spacing:.0f} mm "
+        note = (f"the model's frame (vertex to {slices * out_spacing:.0f} mm below it, {out_shape[0] * out_spacing:.0f} mm "
                 f"wide) covers {100 * covered_body:.1f} % of the CT's body; the PET is 0 in the rest")
         warnings.append(note)
         logger.info(note)
@@ -205,7 +209,7 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
                          "known": "CT channel inside the CT's coverage: stage 1 at "
                                   f"{spacing:g} mm ({int(covered_base.sum())} voxels), stage 2 at {out_spacing:g} mm"},
         "pet_generated_where": {
-            "z_mm": [round(placement.vertex_mm - frame_length, 2), round(placement.vertex_mm, 2)],
+            "z_mm": [round(placement.vertex_mm - slices * out_spacing, 2), round(placement.vertex_mm, 2)],
             "body_fraction_covered": round(covered_body, 4),
             "outside": "0 SUV outside the CT's body and outside the model's frame",
         },
@@ -213,6 +217,14 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
     }
     return CTtoPETOutput(pet=ct.to_file_grid(pet), ct=ct, demographics=subject, placement=placement,
                          metadata=metadata, organs=organs, organ_segmenter=made_by, pet_canonical=pet)
+
+
+def _filled_slices(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with the holes of every axial slice filled (lungs and bowel gas are body)."""
+    filled = np.empty_like(mask)
+    for k in range(mask.shape[2]):
+        filled[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
+    return filled
 
 
 def _known(ct_hu: np.ndarray, covered: np.ndarray, device: Any) -> KnownVoxels:
