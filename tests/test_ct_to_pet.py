@@ -156,7 +156,8 @@ def write_dicom_series(folder: Path, image: nib.Nifti1Image) -> None:
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID, series
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID = series
         ds.Modality = "CT"
         ds.ImagePositionPatient = [float(-position[0]), float(-position[1]), float(position[2])]  # RAS -> LPS
         ds.ImageOrientationPatient = [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0]  # rows run to the patient's right, columns front
@@ -308,3 +309,78 @@ def test_profile_matching_recovers_a_chest_ct_offset_and_the_body_size_ratio():
     # a CT whose top slabs are air above the head is placed by the vertex
     whole = profiles(np.concatenate([np.zeros(5), body]), np.concatenate([np.zeros(5), lung]))
     assert estimate_offset(whole, reference, n * 8.0)[0] == pytest.approx(-40.0, abs=8.0)
+
+
+# ------------------------------------------------ the shipped model on a phantom and on real public CTs (slow)
+
+
+def shipped_run(tmp_path: Path, ct: Path, *demographics: str) -> tuple[Path, dict]:
+    from petct_pipeline.checkpoints import default_model
+
+    out = tmp_path / "out"
+    code = main(["generate", "--ct", str(ct), *demographics, "--seed", "0", "--model", str(default_model()),
+                 "--out", str(out)])
+    assert code == 0
+    return out, json.loads((out / "metadata.json").read_text())
+
+
+def organ_suv(out: Path, *names: str) -> float | None:
+    from petct_pipeline.organs import organ_mask
+
+    labels = np.asarray(nib.load(out / "organs.nii.gz").dataobj)
+    pet = np.asarray(nib.load(out / "pet_suv.nii.gz").dataobj)
+    mask = np.zeros(labels.shape, bool)
+    for name in names:
+        mask |= organ_mask(labels, name)
+    return float(pet[mask].mean()) if mask.sum() > 20 else None
+
+
+def check_on_input_grid(out: Path, ct: Path) -> np.ndarray:
+    given, pet = nib.load(ct), nib.load(out / "pet_suv.nii.gz")
+    assert pet.shape == given.shape
+    np.testing.assert_allclose(pet.affine, given.affine, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(nib.load(out / "ct.nii.gz").dataobj), np.asarray(given.dataobj))
+    values = np.asarray(pet.dataobj)
+    assert np.isfinite(values).all() and values.min() >= 0 and values.max() > 1
+    return values
+
+
+@pytest.mark.slow
+def test_shipped_model_on_a_held_out_phantom_ct_beats_chance(tmp_path):
+    from petct_pipeline.phantom import generate_phantom
+
+    subject = Demographics(age=55, sex="M", weight=80, height=176)
+    phantom = generate_phantom(subject, 1001, spacing=4.0)
+    path = tmp_path / "phantom_ct.nii.gz"
+    nib.save(nib.Nifti1Image(phantom.ct_hu.astype(np.int16), phantom.affine), path)
+    out, metadata = shipped_run(tmp_path, path, "--age", "55", "--sex", "M", "--weight", "80", "--height", "176")
+    pet = check_on_input_grid(out, path)
+    placement = metadata["ct_to_pet"]["placement"]
+    body_top = phantom.affine[2, 3] + 4.0 * (np.nonzero((phantom.ct_hu > -500).any(axis=(0, 1)))[0].max() + 0.5)
+    assert abs(placement["vertex_mm"] - body_top) <= 40.0
+    from petct_pipeline.organs import organ_mask
+
+    for organ in ("liver", "brain"):  # organ SUVmean on the phantom's own labels within 35 % of its own PET
+        mask = organ_mask(phantom.organs, organ)
+        truth, value = phantom.suv[mask].mean(), pet[mask].mean()
+        assert abs(value - truth) / truth < 0.35, (organ, value, truth)
+    lungs = organ_mask(phantom.organs, "lungs")
+    assert pet[lungs].mean() < pet[organ_mask(phantom.organs, "liver")].mean()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["totalseg_example", "totalseg_aorta_chest"])
+def test_shipped_model_on_a_real_public_ct(tmp_path, name):
+    from tests.helpers.public_cts import fetch_public_ct
+
+    path = fetch_public_ct(name)
+    if path is None:
+        pytest.skip(f"the TotalSegmentator sdist holding {name} could not be downloaded")
+    out, metadata = shipped_run(tmp_path, path, "--age", "60", "--sex", "M", "--weight", "80", "--height", "175")
+    check_on_input_grid(out, path)
+    record = metadata["ct_to_pet"]
+    assert record["placement"]["method"] == "profile"
+    assert record["input_ct"]["orientation"] == "".join(nib.aff2axcodes(nib.load(path).affine))
+    lungs, liver = organ_suv(out, "lungs"), organ_suv(out, "liver")
+    if lungs is not None and liver is not None:  # plausible where both are in the field of view
+        assert lungs < liver

@@ -44,7 +44,8 @@ def register(subparsers: SubParsers) -> None:
         "sampled): pet_suv.nii.gz on exactly the CT's grid, ct.nii.gz (the input, values unchanged), organs and "
         "metadata.json (placement in the body, what was done). docs/ct_to_pet.md.")
     given.add_argument("--ct", type=Path, default=None, metavar="PATH",
-                       help="the CT: a NIfTI file or a folder holding one DICOM series (HU, any orientation, 0.3-10 mm)")
+                       help="the CT: a NIfTI file or a folder holding one DICOM series (HU, any orientation, "
+                       "0.3-10 mm)")
     given.add_argument("--ct-offset-mm", type=float, default=None, metavar="MM",
                        help="distance from the vertex (top of the head) down to the CT's top slice; default: "
                        "estimated from the CT's body and lung profiles")
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_ct(args: argparse.Namespace) -> int:
-    """``petct generate --ct PATH ...``: the PET that fits a given CT, every input checked before anything is written."""
+    """``petct generate --ct PATH ...``: the PET that fits a given CT, every input checked before writing."""
     from diffusers.utils import logging as diffusers_logging
 
     from ..conditional import check_offset, read_ct

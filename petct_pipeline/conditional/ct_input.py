@@ -77,7 +77,8 @@ class InputCT:
 
     def to_file_grid(self, volume: np.ndarray) -> np.ndarray:
         """A canonical-grid array reoriented exactly (flips and axis swaps only) onto the input's own grid."""
-        transform = nib.orientations.ornt_transform(nib.io_orientation(self.affine), nib.io_orientation(self.file_affine))
+        transform = nib.orientations.ornt_transform(nib.io_orientation(self.affine),
+                                                    nib.io_orientation(self.file_affine))
         return np.ascontiguousarray(nib.orientations.apply_orientation(volume, transform))
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -33,11 +33,18 @@ from ..io import save_nifti, write_json
 from ..models.denoiser import KnownVoxels
 from ..organs import LABEL_IDS
 from .ct_input import InputCT, read_ct
-from .placement import (BODY_SIZE_WARNING, MAX_OFFSET_MM, Placement, ct_profiles, estimate_offset, fit_at,
-                        volume_profiles)
+from .placement import (
+    BODY_SIZE_WARNING,
+    MAX_OFFSET_MM,
+    Placement,
+    ct_profiles,
+    estimate_offset,
+    fit_at,
+    volume_profiles,
+)
 from .repaint import repaint_base
 
-__all__ = ["CTtoPETOutput", "pet_from_ct", "check_offset", "METHODS", "COVERED_FRACTION", "REFERENCE_STEPS"]
+__all__ = ["CTtoPETOutput", "pet_from_ct", "check_offset", "place_ct", "METHODS", "COVERED_FRACTION", "REFERENCE_STEPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +75,13 @@ class CTtoPETOutput:
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write pet_suv.nii.gz (SUVbw, float32), ct.nii.gz (the input unchanged), organs.nii.gz + organs.json
         (when labelled) and metadata.json into ``out_dir``; each file under a temporary name, then renamed."""
-        from ..pipeline_output import CT_FILENAME, METADATA_FILENAME, ORGAN_NAMES_FILENAME, ORGANS_FILENAME, \
-            PET_FILENAME
+        from ..pipeline_output import (
+            CT_FILENAME,
+            METADATA_FILENAME,
+            ORGAN_NAMES_FILENAME,
+            ORGANS_FILENAME,
+            PET_FILENAME,
+        )
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,21 +133,11 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
     seed = generator.initial_seed() if isinstance(generator, torch.Generator) else 0
     warnings: list[str] = []
 
-    # 1. Place the CT: the model's expectation for these demographics is one stage-1 volume sampled for them
-    profiles, center_xy, ct_top_mm = ct_profiles(ct.hu, ct.affine)
-    reference = pipe.sample_base([subject], min(num_inference_steps, REFERENCE_STEPS), guidance_scale, prior_scale,
-                                 torch.Generator().manual_seed(seed + 1))
+    # 1. Place the CT in the model's body frame
+    placement = place_ct(pipe, ct, subject, offset_mm, guidance_scale, prior_scale, seed + 1)
     spacing = pipe.config.base_spacing
     frame_length = min(body_length_mm(subject.height), pipe.base_shape[2] * spacing)
-    expected = volume_profiles(model_to_hu(reference[0, 0].float().cpu().numpy()), (spacing,) * 3)
-    if offset_mm is None:
-        offset_mm, ratio, error = estimate_offset(profiles, expected, frame_length)
-        method_placed = "profile"
-    else:
-        ratio, error = fit_at(profiles, expected, frame_length, offset_mm)
-        method_placed = "given"
-    placement = Placement(offset_mm=offset_mm, method=method_placed, center_xy_mm=center_xy, ct_top_mm=ct_top_mm,
-                          body_size_ratio=ratio, match_error=error)
+    ratio = placement.body_size_ratio
     if not BODY_SIZE_WARNING[0] <= ratio <= BODY_SIZE_WARNING[1]:
         warnings.append(f"body size: the CT's body cross-section is {ratio:.2f} times the model's for a "
                         f"{subject.weight:g} kg, {subject.height:g} cm {subject.sex} subject at this level (expected "
@@ -147,9 +149,9 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
     body = resample(mask.astype(np.float32), mask_affine, ct.hu.shape, ct.affine, order=1, cval=0.0) > 0.5
     body &= _filled_slices(ct.hu > BODY_HU)  # the mask is coarse in x/y: trim it to the skin at full resolution
     hu = np.where(body, ct.hu, AIR_HU).astype(np.float32)
-    base_affine = target_affine(pipe.base_shape, spacing, center_xy, placement.vertex_mm)
+    base_affine = target_affine(pipe.base_shape, spacing, placement.center_xy_mm, placement.vertex_mm)
     out_shape, out_spacing = pipe.output_shape, pipe.output_spacing
-    out_affine = target_affine(out_shape, out_spacing, center_xy, placement.vertex_mm)
+    out_affine = target_affine(out_shape, out_spacing, placement.center_xy_mm, placement.vertex_mm)
     ct_base = resample(hu, ct.affine, pipe.base_shape, base_affine, order=1, cval=AIR_HU, anti_alias=True)
     ct_fine = resample(hu, ct.affine, out_shape, out_affine, order=1, cval=AIR_HU, anti_alias=True)
     covered_fine = resample(np.ones(ct.hu.shape, np.float32), ct.affine, out_shape, out_affine, order=0, cval=0.0)
@@ -187,8 +189,9 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
     pet = np.where(body & in_frame, np.clip(pet, 0.0, None), 0.0).astype(np.float32)
     covered_body = float((body & in_frame).sum() / max(1, body.sum()))
     if covered_body < 0.999:
-        note = (f"the model's frame (vertex to {slices * out_spacing:.0f} mm below it, {out_shape[0] * out_spacing:.0f} mm "
-                f"wide) covers {100 * covered_body:.1f} % of the CT's body; the PET is 0 in the rest")
+        note = (f"the model's frame (vertex to {slices * out_spacing:.0f} mm below it, "
+                f"{out_shape[0] * out_spacing:.0f} mm wide) covers {100 * covered_body:.1f} % of the CT's body; "
+                "the PET is 0 in the rest")
         warnings.append(note)
         logger.info(note)
 
@@ -202,9 +205,9 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
     metadata["ct_to_pet"] = {
         "input_ct": ct.describe(),
         "placement": placement.to_dict(),
-        "placement_how": "given by --ct-offset-mm" if method_placed == "given" else
+        "placement_how": "given by --ct-offset-mm" if placement.method == "given" else
         "estimated: the CT's body and lung cross-section profiles slid along those of a stage-1 volume sampled "
-        "for these demographics (seed + 1, at most REFERENCE_STEPS steps), least squares with one scale per profile",
+        "for these demographics (seed + 1, REFERENCE_STEPS steps), least squares with one scale per profile",
         "conditioning": {"method": method, "jumps": jumps if method == "repaint" else 1,
                          "known": "CT channel inside the CT's coverage: stage 1 at "
                                   f"{spacing:g} mm ({int(covered_base.sum())} voxels), stage 2 at {out_spacing:g} mm"},
@@ -217,6 +220,29 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
     }
     return CTtoPETOutput(pet=ct.to_file_grid(pet), ct=ct, demographics=subject, placement=placement,
                          metadata=metadata, organs=organs, organ_segmenter=made_by, pet_canonical=pet)
+
+
+def place_ct(pipe: Any, ct: InputCT, subject: Demographics, offset_mm: float | None, guidance_scale: float,
+             prior_scale: float, seed: int) -> Placement:
+    """The CT's ``Placement`` in ``pipe``'s body frame: ``offset_mm`` if given, else estimated (placement.py).
+
+    The model's expectation for these demographics is one stage-1 volume sampled for them with
+    ``REFERENCE_STEPS`` steps from ``seed``; with a given offset it still yields the body-size ratio.
+    """
+    profiles, center_xy, ct_top_mm = ct_profiles(ct.hu, ct.affine)
+    reference = pipe.sample_base([subject], REFERENCE_STEPS, guidance_scale, prior_scale,
+                                 torch.Generator().manual_seed(seed))
+    spacing = pipe.config.base_spacing
+    frame_length = min(body_length_mm(subject.height), pipe.base_shape[2] * spacing)
+    expected = volume_profiles(model_to_hu(reference[0, 0].float().cpu().numpy()), (spacing,) * 3)
+    if offset_mm is None:
+        offset_mm, ratio, error = estimate_offset(profiles, expected, frame_length)
+        method = "profile"
+    else:
+        ratio, error = fit_at(profiles, expected, frame_length, offset_mm)
+        method = "given"
+    return Placement(offset_mm=offset_mm, method=method, center_xy_mm=center_xy, ct_top_mm=ct_top_mm,
+                     body_size_ratio=ratio, match_error=error)
 
 
 def _filled_slices(mask: np.ndarray) -> np.ndarray:

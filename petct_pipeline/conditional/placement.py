@@ -23,8 +23,8 @@ from ..data.preprocess import body_mask
 from ..errors import InputError
 from ..geometry import spacing_from_affine
 
-__all__ = ["Placement", "AxialProfiles", "ct_profiles", "volume_profiles", "estimate_offset", "fit_at", "PROFILE_STEP_MM",
-           "MAX_OFFSET_MM", "BODY_SIZE_WARNING"]
+__all__ = ["Placement", "AxialProfiles", "ct_profiles", "volume_profiles", "estimate_offset", "fit_at",
+           "PROFILE_STEP_MM", "MAX_OFFSET_MM", "BODY_SIZE_WARNING"]
 
 #: the profiles' sampling along z (mm)
 PROFILE_STEP_MM = 8.0
