@@ -10,9 +10,9 @@ model's frame, vertex down a length that follows height: the only place any meth
   subjects (it doubles stage 1's cost);
 * ``unconditional``: ``pipe(demographics)`` with the same seed, placed in the CT's frame at the same
   vertex: what the cascade gives without the CT;
-* ``baseline``: every organ of the phantom's own label map (an oracle segmentation of the CT)
-  filled with the training population's mean SUV for that organ, the rest of the body with the
-  population's mean SUV of unlabelled body voxels; no model at all.
+* ``baseline``: every structure of the phantom's own label map (an oracle segmentation of the CT)
+  filled with the training population's mean SUV for that label (TotalSegmentator ids), the rest of
+  the body with the population's mean SUV of unlabelled body voxels; no model at all.
 
 Figures per method: organ SUVmean absolute error (%) per organ, voxel-wise mean absolute error
 (SUV) inside the body, and the Dice of the hot voxels (SUV >= ``HOT_SUV``) against the union of the
@@ -56,20 +56,23 @@ def organ_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def population_means(train: Path, limit: int) -> dict[str, float]:
-    """Mean SUV per organ (and of unlabelled body voxels) over the first ``limit`` training phantoms."""
+    """Mean SUV per label id (keys "1".."117"), per evaluation organ and of unlabelled body voxels ("other") over the
+    first ``limit`` training phantoms (each subject's mean, averaged over subjects)."""
     from petct_pipeline.data.scan import scan_dataset
 
     sums: dict[str, list[float]] = {}
     for study in scan_dataset(train).studies[:limit]:
         suv = np.asarray(nib.load(study.suv).dataobj, dtype=np.float32)
-        labels = np.asarray(nib.load(study.organs).dataobj)
+        labels = np.asarray(nib.load(study.organs).dataobj).astype(np.int32)
         ct = np.asarray(nib.load(study.ctres).dataobj)
         for name, mask in organ_masks(labels).items():
             if mask.any():
                 sums.setdefault(name, []).append(float(suv[mask].mean()))
-        other = (ct > -500) & (labels == 0)
-        sums.setdefault("other", []).append(float(suv[other].mean()))
-        sums.setdefault("labelled", []).append(float(suv[labels > 0].mean()))
+        counts = np.bincount(labels.ravel())
+        totals = np.bincount(labels.ravel(), weights=suv.ravel())
+        for label in np.nonzero(counts)[0][1:]:
+            sums.setdefault(str(int(label)), []).append(float(totals[label] / counts[label]))
+        sums.setdefault("other", []).append(float(suv[filled_body(ct) & (labels == 0)].mean()))
     return {name: statistics.mean(values) for name, values in sums.items()}
 
 
@@ -84,12 +87,13 @@ def filled_body(hu: np.ndarray) -> np.ndarray:
 
 
 def baseline_pet(labels: np.ndarray, body: np.ndarray, means: dict[str, float]) -> np.ndarray:
-    """Each organ of ``labels`` at the population's mean SUV; other labelled tissue and the rest of the body too."""
-    pet = np.where(body, means["other"], 0.0).astype(np.float32)
-    pet[(labels > 0) & body] = means["labelled"]
-    for name, mask in organ_masks(labels).items():
-        pet[mask & body] = means[name]
-    return pet
+    """Each labelled structure at the population's mean SUV for its label, the rest of the body at that of the
+    population's unlabelled body voxels."""
+    table = np.zeros(int(labels.max()) + 1, np.float32)
+    table[0] = means["other"]
+    for label in range(1, len(table)):
+        table[label] = means.get(str(label), means["other"])
+    return np.where(body, table[labels.astype(np.int64)], 0.0).astype(np.float32)
 
 
 def unconditional_pet(pipe: Any, subject: Any, seed: int, ct: Any, vertex_mm: float, center_xy: tuple[float, float]
