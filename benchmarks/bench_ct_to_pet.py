@@ -139,7 +139,7 @@ def crop(ct: Any, top_fraction: float, bottom_fraction: float, vertex_mm: float,
 
 def run_subject(pipe: Any, study: Any, means: dict[str, float], seed: int, repaint: bool, crops: bool,
                 unconditional: bool) -> dict[str, Any]:
-    from petct_pipeline.conditional import place_ct, read_ct
+    from petct_pipeline.conditional import expected_profiles, place_ct, read_ct
     from petct_pipeline.geometry import body_length_mm
 
     subject = study.demographics
@@ -177,10 +177,11 @@ def run_subject(pipe: Any, study: Any, means: dict[str, float], seed: int, repai
     if crops:
         vertex = body_top
         length = body_length_mm(subject.height)
+        expected = expected_profiles(pipe, subject, 1.0, pipe.default_prior_scale, seed + 1)  # as pet_from_ct's
         for name, (top, bottom) in CROPS.items():
             part = crop(ct, top, bottom, vertex, length)
             truth_offset = vertex - (part.affine[2, 3] + part.affine[2, 2] * (part.hu.shape[2] - 0.5))
-            placed = place_ct(pipe, part, subject, None, 1.0, pipe.default_prior_scale, seed + 1)
+            placed = place_ct(pipe, part, subject, None, 1.0, pipe.default_prior_scale, seed + 1, expected)
             record["placement"][name] = {"estimated_offset_mm": placed.offset_mm, "true_offset_mm": truth_offset,
                                          "error_mm": placed.offset_mm - truth_offset,
                                          "body_size_ratio": placed.body_size_ratio}

@@ -6,9 +6,9 @@ path; ``PETCTPipeline.pet_from_ct`` (or ``pipe(demographics, ct=...)``) is the p
 """
 
 from .ct_input import InputCT, check_ct_values, read_ct
-from .ct_to_pet import METHODS, CTtoPETOutput, check_offset, pet_from_ct, place_ct
+from .ct_to_pet import METHODS, CTtoPETOutput, check_offset, expected_profiles, pet_from_ct, place_ct
 from .placement import Placement
 from .repaint import repaint_base
 
-__all__ = ["InputCT", "read_ct", "check_ct_values", "CTtoPETOutput", "pet_from_ct", "place_ct", "check_offset",
-           "METHODS", "Placement", "repaint_base"]
+__all__ = ["InputCT", "read_ct", "check_ct_values", "CTtoPETOutput", "pet_from_ct", "place_ct", "expected_profiles",
+           "check_offset", "METHODS", "Placement", "repaint_base"]

@@ -36,6 +36,7 @@ from .ct_input import InputCT, read_ct
 from .placement import (
     BODY_SIZE_WARNING,
     MAX_OFFSET_MM,
+    AxialProfiles,
     Placement,
     ct_profiles,
     estimate_offset,
@@ -44,7 +45,8 @@ from .placement import (
 )
 from .repaint import repaint_base
 
-__all__ = ["CTtoPETOutput", "pet_from_ct", "check_offset", "place_ct", "METHODS", "COVERED_FRACTION", "REFERENCE_STEPS"]
+__all__ = ["CTtoPETOutput", "pet_from_ct", "check_offset", "place_ct", "expected_profiles", "METHODS",
+           "COVERED_FRACTION", "REFERENCE_STEPS"]
 
 logger = logging.getLogger(__name__)
 
@@ -222,19 +224,25 @@ def pet_from_ct(pipe: Any, ct: InputCT | str | os.PathLike, subject: Demographic
                          metadata=metadata, organs=organs, organ_segmenter=made_by, pet_canonical=pet)
 
 
-def place_ct(pipe: Any, ct: InputCT, subject: Demographics, offset_mm: float | None, guidance_scale: float,
-             prior_scale: float, seed: int) -> Placement:
-    """The CT's ``Placement`` in ``pipe``'s body frame: ``offset_mm`` if given, else estimated (placement.py).
-
-    The model's expectation for these demographics is one stage-1 volume sampled for them with
-    ``REFERENCE_STEPS`` steps from ``seed``; with a given offset it still yields the body-size ratio.
-    """
-    profiles, center_xy, ct_top_mm = ct_profiles(ct.hu, ct.affine)
+def expected_profiles(pipe: Any, subject: Demographics, guidance_scale: float, prior_scale: float, seed: int
+                      ) -> AxialProfiles:
+    """The model's expectation for these demographics: the axial profiles of one stage-1 volume sampled for them
+    with ``REFERENCE_STEPS`` steps from ``seed``."""
     reference = pipe.sample_base([subject], REFERENCE_STEPS, guidance_scale, prior_scale,
                                  torch.Generator().manual_seed(seed))
     spacing = pipe.config.base_spacing
-    frame_length = min(body_length_mm(subject.height), pipe.base_shape[2] * spacing)
-    expected = volume_profiles(model_to_hu(reference[0, 0].float().cpu().numpy()), (spacing,) * 3)
+    return volume_profiles(model_to_hu(reference[0, 0].float().cpu().numpy()), (spacing,) * 3)
+
+
+def place_ct(pipe: Any, ct: InputCT, subject: Demographics, offset_mm: float | None, guidance_scale: float,
+             prior_scale: float, seed: int, expected: AxialProfiles | None = None) -> Placement:
+    """The CT's ``Placement`` in ``pipe``'s body frame: ``offset_mm`` if given, else estimated (placement.py)
+    against ``expected`` (default: ``expected_profiles`` from ``seed``); with a given offset the match still
+    yields the body-size ratio."""
+    profiles, center_xy, ct_top_mm = ct_profiles(ct.hu, ct.affine)
+    if expected is None:
+        expected = expected_profiles(pipe, subject, guidance_scale, prior_scale, seed)
+    frame_length = min(body_length_mm(subject.height), pipe.base_shape[2] * pipe.config.base_spacing)
     if offset_mm is None:
         offset_mm, ratio, error = estimate_offset(profiles, expected, frame_length)
         method = "profile"
