@@ -290,7 +290,8 @@ def main() -> None:
     parser.add_argument("--shard", default="1/1", metavar="K/N",
                         help="run only subjects K, K+N, ... (1-based; several processes share the subjects, each with "
                         "its own records file; the last to finish, or --summarise, writes the results)")
-    parser.add_argument("--summarise", action="store_true", help="only summarise the records under --work")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only write the results from the subjects recorded under --work (all, or those so far)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_ct_to_pet"))
@@ -317,8 +318,9 @@ def main() -> None:
               f"error {record['placement']['error_mm']:.0f} mm", flush=True)
     found = read_records(args.work, args.seed)
     records = [found[study.subject_id] for study in studies if study.subject_id in found]
-    if len(records) < len(studies):
-        print(f"{len(records)}/{len(studies)} subjects recorded; the results are written when all are", flush=True)
+    if len(records) < len(studies) and not args.summarise:
+        print(f"{len(records)}/{len(studies)} subjects recorded; the results are written when all are (or with "
+              "--summarise)", flush=True)
         return
     from petct_pipeline.pipeline_petct import DEFAULT_BACK_PROJECTION_ITERATIONS, DEFAULT_SR_STEPS, DEFAULT_STEPS
 

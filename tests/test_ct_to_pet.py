@@ -359,3 +359,31 @@ def test_shipped_model_on_a_real_public_ct(tmp_path, name):
     lungs, liver = organ_suv(out, "lungs"), organ_suv(out, "liver")
     if lungs is not None and liver is not None:  # plausible where both are in the field of view
         assert lungs < liver
+
+
+def test_demographics_that_contradict_the_ct_give_one_warning_line_and_still_the_pet(tmp_path, tiny_pipeline_dir,
+                                                                                   monkeypatch, capsys):
+    import logging
+
+    from petct_pipeline.conditional import ct_to_pet
+    from petct_pipeline.conditional.placement import ct_profiles
+
+    path = tmp_path / "ct.nii.gz"
+    nib.save(synthetic_ct(), path)
+    ct = read_ct(path)
+    own, _, _ = ct_profiles(ct.hu, ct.affine)
+    for scale, warned in ((1.0, False), (2.0, True)):  # the model expects the CT's own body, then one twice as large
+        expected = AxialProfiles(body=np.concatenate([np.zeros(30), scale * own.body, np.zeros(40)]),
+                                 lung=np.concatenate([np.zeros(30), scale * own.lung, np.zeros(40)]))
+        monkeypatch.setattr(ct_to_pet, "expected_profiles", lambda *args, expected=expected: expected)
+        logging.getLogger().handlers.clear()  # main() installs a stderr handler, as the installed command does
+        code, out = run_generate(tmp_path, tiny_pipeline_dir, path, out_name=f"out{scale:g}")
+        err = [line for line in capsys.readouterr().err.splitlines() if "body size" in line]
+        assert code == 0 and (out / "pet_suv.nii.gz").is_file()
+        record = json.loads((out / "metadata.json").read_text())["ct_to_pet"]
+        assert record["placement"]["offset_mm"] == pytest.approx(240.0, abs=8.0)
+        if warned:
+            assert len(err) == 1 and "0.50 times" in err[0] and "--weight" in err[0]
+            assert record["warnings"][0].startswith("body size")
+        else:
+            assert err == [] and record["placement"]["body_size_ratio"] == pytest.approx(1.0, abs=0.02)
