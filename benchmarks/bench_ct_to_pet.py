@@ -290,6 +290,9 @@ def main() -> None:
     parser.add_argument("--shard", default="1/1", metavar="K/N",
                         help="run only subjects K, K+N, ... (1-based; several processes share the subjects, each with "
                         "its own records file; the last to finish, or --summarise, writes the results)")
+    parser.add_argument("--reverse", action="store_true",
+                        help="take the shard's subjects from the last: a second process on the same shard meets the "
+                        "first in the middle (each skips what the other recorded)")
     parser.add_argument("--summarise", action="store_true",
                         help="only write the results from the subjects recorded under --work (all, or those so far)")
     parser.add_argument("--seed", type=int, default=0)
@@ -306,7 +309,8 @@ def main() -> None:
     shard, shards = (int(v) for v in args.shard.split("/"))
     records_file = args.work / f"records_seed{args.seed}_shard{shard}of{shards}.jsonl"
     studies = scan_dataset(args.reference).studies[: args.limit]
-    for index, study in enumerate(studies):
+    order = list(enumerate(studies))
+    for index, study in reversed(order) if args.reverse else order:
         if args.summarise or index % shards != shard - 1 or study.subject_id in read_records(args.work, args.seed):
             continue
         record = run_subject(pipe, study, means, args.seed + index, index < args.repaint_limit,
