@@ -268,7 +268,9 @@ class PETCTPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str] = CALLBACK_TENSOR_INPUTS,
         diagnosis: str | None = None,
         lesions: Sequence[Mapping[str, Any]] | None = None,
-    ) -> PETCTPipelineOutput | tuple:
+        ct: Any = None,
+        ct_offset_mm: float | None = None,
+    ) -> PETCTPipelineOutput | tuple | Any:
         """Generate one PET/CT per entry of ``demographics``.
 
         ``guidance_scale`` 1 is the plain conditional model; above 1 it extrapolates away
@@ -285,7 +287,22 @@ class PETCTPipeline(DiffusionPipeline):
         ``petct generate --lesions``) insert FDG-avid lesions with known truth into every subject
         (``output.lesions``), placed by the organ labels of the shipped segmenter (``output.organs``);
         the generator's seed fixes them too. Needs ``output_type="np"``.
+        ``ct`` (a NIfTI path, a DICOM series folder or a ``conditional.InputCT``) generates the PET that fits that
+        CT instead (``pet_from_ct``: one subject, the CT's own grid, returns a ``conditional.CTtoPETOutput``).
         """
+        if ct is not None:
+            if diagnosis is not None or lesions is not None or callback_on_step_end is not None:
+                raise InputError("ct=... generates the PET of a given CT; diagnosis, lesions and callbacks are not "
+                                 "supported with it")
+            if output_type != "np" or not return_dict:
+                raise InputError("ct=... returns a CTtoPETOutput (numpy, on the CT's grid): leave output_type='np' "
+                                 "and return_dict=True")
+            return self.pet_from_ct(ct, demographics, ct_offset_mm=ct_offset_mm, generator=generator,
+                                    num_inference_steps=num_inference_steps,
+                                    sr_num_inference_steps=sr_num_inference_steps, guidance_scale=guidance_scale,
+                                    prior_scale=prior_scale, back_projection_iterations=back_projection_iterations)
+        if ct_offset_mm is not None:
+            raise InputError("ct_offset_mm places a given CT; pass ct=... with it")
         # 1. Check inputs and resolve the defaults that depend on the pipeline
         subjects = self.prepare_subjects(demographics)
         sr_noise_level = self.config.sr_noise_level if sr_noise_level is None else sr_noise_level
@@ -341,6 +358,50 @@ class PETCTPipeline(DiffusionPipeline):
             add_lesions(output, diagnosis, lesion_specs, seeds)
         if not return_dict:
             return output.ct, output.pet, output.affines
+        return output
+
+    @torch.no_grad()
+    def pet_from_ct(
+        self,
+        ct: Any,
+        demographics: Demographics | dict,
+        ct_offset_mm: float | None = None,
+        generator: torch.Generator | None = None,
+        num_inference_steps: int = DEFAULT_STEPS,
+        sr_num_inference_steps: int = DEFAULT_SR_STEPS,
+        guidance_scale: float | None = None,
+        prior_scale: float | None = None,
+        back_projection_iterations: int = DEFAULT_BACK_PROJECTION_ITERATIONS,
+        method: str = "replacement",
+        jumps: int = 2,
+        segmenter: Any = None,
+    ) -> Any:
+        """The FDG PET that fits a given CT and the subject's demographics, on the CT's own grid.
+
+        ``ct`` is a NIfTI file, a DICOM series folder or a ``conditional.InputCT``; ``ct_offset_mm`` the
+        distance from the vertex down to the CT's top slice (None: estimated from the CT's body and lung
+        profiles). Stage 1 inpaints with the CT channel known (``method`` "replacement", the known-voxels
+        seam, or "repaint", RePaint resampling with ``jumps`` passes per step); stage 2 keeps the 4 mm CT
+        known. Returns a ``conditional.CTtoPETOutput`` (``.pet`` in SUVbw on the input grid, ``.save(dir)``);
+        ``segmenter`` (``organ_labels.organ_segmenter()``) adds organ labels. Details: docs/ct_to_pet.md.
+        """
+        from .conditional import pet_from_ct
+
+        subjects = self.prepare_subjects(demographics)
+        if len(subjects) != 1:
+            raise InputError(f"ct=... generates one subject: give one Demographics or dict, got {len(subjects)}")
+        subject = subjects[0]
+        prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
+        guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
+        self.check_inputs(num_inference_steps, sr_num_inference_steps, guidance_scale, self.config.sr_noise_level,
+                          DEFAULT_SR_CHUNK_SIZE, DEFAULT_SR_CHUNK_OVERLAP, "np", generator, 1,
+                          back_projection_iterations, prior_scale)
+        output = pet_from_ct(self, ct, subject, ct_offset_mm=ct_offset_mm, generator=generator,
+                             num_inference_steps=num_inference_steps, sr_num_inference_steps=sr_num_inference_steps,
+                             guidance_scale=guidance_scale, prior_scale=prior_scale,
+                             back_projection_iterations=back_projection_iterations, method=method, jumps=jumps,
+                             segmenter=segmenter)
+        self.maybe_free_model_hooks()
         return output
 
     @property

@@ -712,6 +712,62 @@ def counterfactual(
     return (pair, *render_counterfactual(pair, preset, suv_max, alpha), summary)
 
 
+# --------------------------------------------------------------------------- PET from an uploaded CT
+def _upload_path(upload: Any) -> Path:
+    """The local path of a gr.File value (a path string, a file object or a dict, depending on the client)."""
+    if isinstance(upload, dict):
+        upload = upload.get("path") or upload.get("name")
+    upload = getattr(upload, "name", upload)
+    if not upload:
+        raise gr.Error("Upload a CT first: a NIfTI file (.nii or .nii.gz) in HU.")
+    return Path(str(upload))
+
+
+def pet_from_uploaded_ct(upload, age, sex, weight, height, seed, steps, sr_steps, offset, suv_max, alpha,
+                         progress=gr.Progress()):
+    """The PET that fits an uploaded CT and the demographics (pipe.pet_from_ct), on the CT's own grid."""
+    from petct_pipeline.conditional import check_offset, read_ct
+
+    subject = demographics_from_inputs(age, sex, weight, height)
+    seed, steps, sr_steps, _, _ = sampling_from_inputs(seed, steps, sr_steps, 1.0, 0.0)
+    path = _upload_path(upload)
+    try:
+        offset_mm = check_offset(None if offset in (None, "") else float(offset))
+        ct = read_ct(path)
+    except (InputError, ValueError) as error:
+        raise gr.Error(_sentence(str(error).replace(f"--ct {path}", "the uploaded file"))) from None
+    progress(None, desc="Sampling the PET for this CT")
+    start = time.perf_counter()
+    try:
+        output = get_pipeline().pet_from_ct(ct, subject, ct_offset_mm=offset_mm, num_inference_steps=steps,
+                                            sr_num_inference_steps=sr_steps,
+                                            generator=torch.Generator().manual_seed(seed))
+    except InputError as error:
+        raise gr.Error(_sentence(str(error))) from None
+    out_dir = new_output_dir()
+    output.save(out_dir)
+    files = [str(out_dir / name) for name in (PET_FILENAME, METADATA_FILENAME) if (out_dir / name).is_file()]
+    spacing = tuple(float(v) for v in np.sqrt((ct.affine[:3, :3] ** 2).sum(axis=0)))
+    scale = rendering.display_scale(ct.hu.shape, spacing, longest_px=560)
+    indices = {"coronal": ct.hu.shape[1] // 2}
+    fused = rendering.render_plane(ct.hu, output.pet_canonical, "coronal", indices, spacing, "Fused PET/CT",
+                                   _window("Soft tissue"), _suv_max(suv_max), float(np.clip(alpha or 0.6, 0, 1)),
+                                   scale, crosshair=False)
+    pet_mip = rendering.render_mip(output.pet_canonical, spacing, _suv_max(suv_max), scale)
+    record = output.metadata["ct_to_pet"]
+    placement = record["placement"]
+    grid = " x ".join(map(str, ct.file_shape))
+    status = (f"PET generated in {time.perf_counter() - start:.1f} s on the CT's grid ({grid} voxels, "
+              f"{record['input_ct']['orientation']}): the CT's top slice placed {placement['offset_mm']:.0f} mm "
+              f"below the vertex ({'given' if placement['method'] == 'given' else 'estimated'}); "
+              f"{100 * record['pet_generated_where']['body_fraction_covered']:.0f} % of its body inside the model's "
+              "frame (the PET is 0 outside it).")
+    for warning in record["warnings"]:
+        if warning.startswith("body size"):
+            gr.Warning(_sentence(warning))
+    return fused, pet_mip, files, status
+
+
 # --------------------------------------------------------------------------- layout
 CSS = """
 #viewer-row img, #cf-row img { image-rendering: auto; }
@@ -927,6 +983,28 @@ def build_demo() -> gr.Blocks:
                             )
                         cf_summary = gr.Markdown(elem_id="cf-summary")
 
+                    with gr.Tab("PET from your CT", id="from-ct"):
+                        gr.Markdown(
+                            "Upload a CT (NIfTI, HU, any orientation; a chest or an abdomen is fine) and the PET "
+                            "that fits it and the demographics on the left is generated on exactly its grid: the CT "
+                            "is known, the PET sampled ([docs](https://github.com/petct-diffusion/petct-diffusion/"
+                            "blob/main/docs/ct_to_pet.md)). The model learned synthetic phantoms only."
+                        )
+                        with gr.Row():
+                            ct_upload = gr.File(label="CT (.nii / .nii.gz)", file_types=[".nii", ".gz"],
+                                                elem_id="ct-upload")
+                            ct_offset = gr.Number(None, label="Offset of its top slice below the vertex (mm; empty: "
+                                                  "estimated)", elem_id="ct-offset")
+                        ct_button = gr.Button("Generate the PET", variant="primary", elem_id="ct-generate")
+                        with gr.Row():
+                            ct_fused = gr.Image(label="Coronal PET/CT", type="pil", format="png", height=460,
+                                                interactive=False, elem_id="ct-fused")
+                            ct_mip = gr.Image(label="Coronal PET MIP", type="pil", format="png", height=460,
+                                              interactive=False, elem_id="ct-mip")
+                        ct_files = gr.File(label="Download (pet_suv.nii.gz, metadata.json)", file_count="multiple",
+                                           interactive=False, elem_id="ct-files")
+                        ct_status = gr.Markdown(elem_id="ct-status")
+
         sampling_inputs = [age, sex, weight, height, seed, steps, sr_steps, guidance, prior]
         display_inputs = [mode, preset, suv_max, alpha, crosshair, show_organs, show_lesions]
         viewer_outputs = [*slice_images, mip_image]
@@ -965,6 +1043,14 @@ def build_demo() -> gr.Blocks:
         for control in display_inputs:  # window, SUV scale, PET opacity, label overlays: the MIP too
             control.input(render_viewer, inputs=render_inputs, outputs=viewer_outputs, **render_options)
 
+        ct_button.click(
+            pet_from_uploaded_ct,
+            inputs=[ct_upload, age, sex, weight, height, seed, steps, sr_steps, ct_offset, suv_max, alpha],
+            outputs=[ct_fused, ct_mip, ct_files, ct_status],
+            api_name="pet_from_ct",
+            concurrency_limit=1,
+            concurrency_id="sampling",
+        )
         vary.change(counterfactual_controls, inputs=vary, outputs=[value_a, value_b], api_name=False)
         cf_button.click(
             counterfactual,

@@ -39,6 +39,18 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument("--weight", type=float, help="weight in kg")
     parser.add_argument("--height", type=float, help="height in cm")
     parser.add_argument("--cohort", type=Path, help="CSV with columns age,sex,weight,height[,seed,id]")
+    given = parser.add_argument_group(
+        "PET from a given CT", "With --ct, generate the PET that fits that CT (the CT channel is known, the PET "
+        "sampled): pet_suv.nii.gz on exactly the CT's grid, ct.nii.gz (the input, values unchanged), organs and "
+        "metadata.json (placement in the body, what was done). docs/ct_to_pet.md.")
+    given.add_argument("--ct", type=Path, default=None, metavar="PATH",
+                       help="the CT: a NIfTI file or a folder holding one DICOM series (HU, any orientation, "
+                       "0.3-10 mm)")
+    given.add_argument("--ct-offset-mm", type=float, default=None, metavar="MM",
+                       help="distance from the vertex (top of the head) down to the CT's top slice; default: "
+                       "estimated from the CT's body and lung profiles")
+    given.add_argument("--ct-method", default=None, choices=("replacement", "repaint"),
+                       help="stage-1 conditioning: replacement (default) or RePaint resampling")
     parser.add_argument("--seed", type=int, default=0,
                         help=f"random seed in [0, {MAX_SEED}] (cohort: base seed for rows without one)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -130,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline_petct import PETCTPipeline, validate_sampling_arguments
 
     check_seed(args.seed, "--seed")
+    if args.ct is not None:
+        return run_ct(args)
+    for flag, value in (("--ct-offset-mm", args.ct_offset_mm), ("--ct-method", args.ct_method)):
+        if value is not None:
+            raise InputError(f"{flag} goes with --ct PATH (the PET of a given CT)")
     if args.diagnosis is not None:
         args.diagnosis = check_diagnosis(args.diagnosis)
     lesion_specs = read_lesion_specs(args.lesions) if args.lesions is not None else None
@@ -172,6 +189,53 @@ def run(args: argparse.Namespace) -> int:
     pipe.set_progress_bar_config(disable=True)  # one bar for the whole cohort instead
     return run_cohort(pipe, subjects, generation, args.out, state=state, device=device, shard=shard,
                       batch_size=batch_size, overwrite=args.overwrite, cohort_name=str(args.cohort))
+
+
+def run_ct(args: argparse.Namespace) -> int:
+    """``petct generate --ct PATH ...``: the PET that fits a given CT, every input checked before writing."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from ..conditional import check_offset, read_ct
+    from ..organ_labels import organ_segmenter
+    from ..pipeline_petct import PETCTPipeline, validate_sampling_arguments
+
+    for flag, given in (("--cohort", args.cohort is not None), ("--diagnosis", args.diagnosis is not None),
+                        ("--lesions", args.lesions is not None), ("--shard", args.shard is not None),
+                        ("--batch-size", args.batch_size != 1)):
+        if given:
+            raise InputError(f"--ct generates the PET of one given CT; {flag} is not supported with it")
+    missing = [f"--{name}" for name in ("age", "sex", "weight", "height") if getattr(args, name) is None]
+    if missing:
+        raise InputError(f"--ct needs the subject's demographics: missing {', '.join(missing)}")
+    subject = Demographics(age=args.age, sex=args.sex, weight=args.weight, height=args.height)
+    offset = check_offset(args.ct_offset_mm)
+    call_kwargs = _call_kwargs(args)
+    call_kwargs.pop("sr_chunk_size", None)
+    validate_sampling_arguments(call_kwargs.get("num_inference_steps", 1), call_kwargs.get("sr_num_inference_steps", 1),
+                                call_kwargs.get("guidance_scale", 1.0), 0.0,
+                                call_kwargs.get("back_projection_iterations", 0), call_kwargs.get("prior_scale", 0.0))
+    if args.device is not None:
+        resolve_device(args.device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    if Path(args.ct).resolve().parent == out.resolve() and Path(args.ct).name in ("ct.nii.gz", "pet_suv.nii.gz"):
+        raise InputError(f"--ct {args.ct} would be overwritten by the output: choose another --out")
+    ct = read_ct(args.ct)  # every check of the CT before the model is loaded
+    if not args.verbose:
+        diffusers_logging.disable_progress_bar()
+    segmenter = organ_segmenter() if args.labels else None
+    pipe = PETCTPipeline.from_pretrained(args.model or default_model()).to(resolve_device(args.device or "cpu"))
+    pipe.set_progress_bar_config(disable=not (args.verbose or sys.stderr.isatty()), leave=False)
+    import torch
+
+    output = pipe.pet_from_ct(ct, subject, ct_offset_mm=offset, generator=torch.Generator().manual_seed(args.seed),
+                              method=args.ct_method or "replacement", segmenter=segmenter, **call_kwargs)
+    writable_dir(out, what="--out")
+    output.save(out)
+    logger.info("wrote %s", out)
+    print(out)
+    return 0
 
 
 def _process_state():
