@@ -290,6 +290,7 @@ class PETCTPipeline(DiffusionPipeline):
         subjects = self.prepare_subjects(demographics)
         sr_noise_level = self.config.sr_noise_level if sr_noise_level is None else sr_noise_level
         prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
+        check_sampling_argument("prior_scale", prior_scale)  # before the default guidance compares it with 0
         guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
         self.check_inputs(num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, sr_chunk_size,
                           sr_chunk_overlap, output_type, generator, len(subjects), back_projection_iterations,
@@ -374,6 +375,7 @@ class PETCTPipeline(DiffusionPipeline):
         """
         # 1. Check the arguments and resolve the defaults
         prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
+        check_sampling_argument("prior_scale", prior_scale)  # before the default guidance compares it with 0
         guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
         for name, value in (("num_inference_steps", num_inference_steps), ("guidance_scale", guidance_scale),
                             ("prior_scale", prior_scale)):
@@ -617,10 +619,17 @@ def check_sampling_argument(name: str, value: Any) -> None:
             raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
         return
     high = _NUMBER_MAXIMA[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise InputError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
     if not 0.0 <= value <= high:
         raise InputError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def validate_sampling_arguments(
