@@ -33,7 +33,15 @@ from .errors import InputError, InputTypeError, ModelLoadError
 from .geometry import body_slices, coordinate_grid, ras_affine
 from .ground_truth import add_lesions, check_lesion_request, lesion_seed
 from .intensity import from_model_space, hu_to_model, suv_to_model
-from .model_files import check_pipeline_folder, folder_fingerprint, looks_like_path, model_name
+from .model_files import (
+    check_pipeline_folder,
+    check_weights_cover,
+    component_failure,
+    components,
+    folder_fingerprint,
+    looks_like_path,
+    model_name,
+)
 from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
 from .models.denoiser import KnownVoxels, Stage1Denoiser, run_scheduler, sample_with_scheduler
 from .pipeline_output import PETCTPipelineOutput
@@ -588,9 +596,20 @@ class PETCTPipeline(DiffusionPipeline):
             check_pipeline_folder(name)
         try:
             pipe = super().from_pretrained(name, **kwargs)
-        except (OSError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        except ModelLoadError:
+            raise
+        except Exception as error:
+            # a local folder that passed the checks: find the component that fails on its own (a config
+            # value of the wrong type, weights of another shape); if none does, it is a bug: re-raised
+            failure = component_failure(local) if local.is_dir() else None
+            if failure is not None:
+                raise failure from error
+            if not isinstance(error, OSError | ValueError):
+                raise
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
             raise ModelLoadError(f"could not load the pipeline {str(name)!r}: {reason}") from error
+        if local.is_dir():
+            check_weights_cover(local, {part: getattr(pipe, part, None) for part in components(local)})
         pipe._petct_model_id = model_name(name)
         pipe._petct_revision = kwargs.get("revision") or (
             folder_fingerprint(local) if local.is_dir() else _resolved_commit(name, kwargs))

@@ -12,18 +12,21 @@ another exception, and leaves no file behind. Two profiles:
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
 from petct_pipeline.errors import USER_ERRORS
 
-__all__ = ["PROFILES", "LONG_FACTOR", "fuzz", "user_error_or_result", "files_under", "junk_text", "junk_value"]
+__all__ = ["PROFILES", "LONG_FACTOR", "fuzz", "record", "user_error_or_result", "files_under", "junk_text",
+           "junk_value"]
 
 LONG_FACTOR = 10
 _COMMON = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), print_blob=True)
@@ -34,11 +37,38 @@ settings.register_profile("long", derandomize=False, **_COMMON)
 PROFILES = ("fast", pytest.param("long", marks=pytest.mark.slow))
 
 
+_tally: Counter[str] = Counter()
+
+
+def record(outcome: str) -> None:
+    """Count one example's outcome ("accepted", "refused: InputError", "exit code 2", ...) for the report."""
+    if currently_in_test_context():
+        event(outcome)
+    _tally[outcome] += 1
+
+
 def fuzz(profile: str, examples: int, strategy: st.SearchStrategy, check: Callable[[Any], None]) -> None:
-    """Run ``check`` on ``examples`` values of ``strategy`` (times LONG_FACTOR in the long profile)."""
+    """Run ``check`` on ``examples`` values of ``strategy`` (times LONG_FACTOR in the long profile).
+
+    With ``PETCT_FUZZ_REPORT=FILE`` one JSON line per property is appended to FILE: the test, the
+    profile, the examples tried and their outcomes (the figures docs/reliability.md quotes).
+    """
     profile = os.environ.get("PETCT_FUZZ_PROFILE", profile)
     count = examples * (LONG_FACTOR if profile == "long" else 1)
-    settings(settings.get_profile(profile), max_examples=count)(given(strategy)(check))()
+    _tally.clear()
+    tried = Counter()
+
+    def counted(value: Any) -> None:
+        tried["examples"] += 1
+        check(value)
+
+    settings(settings.get_profile(profile), max_examples=count)(given(strategy)(counted))()
+    report = os.environ.get("PETCT_FUZZ_REPORT")
+    if report:
+        line = {"test": os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], "profile": profile,
+                "max_examples": count, "examples": tried["examples"], "outcomes": dict(_tally)}
+        with open(report, "a") as handle:
+            handle.write(json.dumps(line) + "\n")
 
 
 def user_error_or_result(call: Callable[[], Any], names: Callable[[str], bool] | None = None) -> BaseException | None:
@@ -49,11 +79,13 @@ def user_error_or_result(call: Callable[[], Any], names: Callable[[str], bool] |
     try:
         call()
     except USER_ERRORS as error:
+        record(f"refused: {type(error).__name__}")
         message = str(error)
         assert message.strip() and "\n" not in message.strip(), f"not one line: {message!r}"
         if names is not None:
             assert names(message), f"the message does not name the field or file: {message!r}"
         return error
+    record("accepted")
     return None
 
 
