@@ -1,7 +1,8 @@
 """The ``petct`` command: one sub-command per module in ``petct_pipeline.commands``.
 
 Bad input (the library's ``errors.USER_ERRORS``: ``InputError``, ``ModelLoadError``, missing or
-unreadable files) becomes one line on stderr and exit code 2; any other exception is a bug and
+unreadable files) and a write the machine refuses (disk full, read-only: ``errors.is_write_failure``)
+become one line on stderr and exit code 2; any other exception is a bug and
 keeps its traceback. Nothing is half-written because every writer in the library renames
 finished files into place.
 """
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import USER_ERRORS, InputError
+from .errors import USER_ERRORS, InputError, is_write_failure
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -54,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except USER_ERRORS as error:
         print(f"petct {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if not is_write_failure(error):
+            raise
+        where = f"cannot write {error.filename}" if error.filename else "cannot write"
+        print(f"petct {args.command}: error: {where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"petct {args.command}: interrupted", file=sys.stderr)

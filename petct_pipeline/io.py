@@ -62,6 +62,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; finished files are ordinary files
         os.replace(tmp_path, path)
+    except OSError as error:
+        if error.errno is not None and error.filename in (None, str(tmp_path), tmp_path):
+            # the temporary name means nothing to the user: name the file being written
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
