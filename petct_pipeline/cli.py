@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import USER_ERRORS, InputError, is_write_failure
 
-__all__ = ["main", "build_parser", "UsageError"]
+__all__ = ["main", "build_parser", "UsageError", "one_line"]
 
 # Each name is a module in petct_pipeline/commands exposing register(subparsers).
 COMMANDS: tuple[str, ...] = ("generate", "prepare", "evaluate", "phantom", "lesions", "export")
@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (a path may hold any of them),
+    so an error stays one line for whoever reads or parses stderr."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,13 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as error:
-        print(f"petct {args.command}: error: {error}", file=sys.stderr)
+        print(f"petct {args.command}: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:
         if not is_write_failure(error):
             raise
         where = f"cannot write {error.filename}" if error.filename else "cannot write"
-        print(f"petct {args.command}: error: {where}: {error.strerror or error}", file=sys.stderr)
+        print(f"petct {args.command}: error: {one_line(where)}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"petct {args.command}: interrupted", file=sys.stderr)
