@@ -4,7 +4,7 @@ the Nth file of ``petct phantom``, ``export``, ``evaluate``, ``lesions`` and ``g
 After each fault: exit code 2 with one line naming the file, no partial or corrupt file under a final
 name, no temporary left behind; a rerun then writes the same bytes as an undisturbed run (files whose
 bytes differ between two undisturbed runs, e.g. timings, are compared by name only). The fast run
-injects one fault per writer; the slow twin injects one at every file. ``kill -9`` of a cohort run is
+injects one fault per writer; the slow twin injects one at each of SLOW_POINTS files spread over the run. ``kill -9`` of a cohort run is
 in test_cohort_scale.py; kill -9 of the phantom writer is below (slow).
 """
 
@@ -33,6 +33,8 @@ from tests.helpers.faults import WriteFaults, hidden_leftovers, snapshot
 CODES = (errno.ENOSPC, errno.EACCES, errno.EROFS)
 #: files that record when and how long a run took (compared by name only)
 TIMED = {"report.md", "evaluation.json", "manifest.jsonl"}
+#: the slow run injects a fault at this many files spread over a writer's run (all of them when it writes fewer)
+SLOW_POINTS = 8
 
 
 def complete(path: Path) -> bool:
@@ -82,8 +84,11 @@ class Writer:
         faults = WriteFaults(fail_at=at, code=code)
         exit_code, _ = self.run(out, faults)
         error = self.capsys.readouterr().err
-        if self.per_row:
-            assert exit_code == 1 and "failed" in error and os.strerror(code) in error, error
+        if self.per_row and exit_code == 1:  # a row failed while saving: recorded, the others written
+            assert "failed" in error and os.strerror(code) in error, error
+        elif self.per_row:  # the cohort's own files (manifest, cohort.csv): the run stops
+            assert exit_code == 2 and error.strip().splitlines()[-1].startswith("petct generate: error: ")
+            assert faults.failed_path in error and os.strerror(code) in error, error
         else:
             assert exit_code == 2, f"fault at file {at}: exit {exit_code} {error}"
             assert error.count("\n") == 1 and faults.failed_path in error and os.strerror(code) in error, error
@@ -130,19 +135,30 @@ def _writers(population, tiny_pipeline_dir, tmp_path):
 WRITERS = ("phantom", "export nnunet", "export autopet", "evaluate", "lesions", "generate --cohort")
 
 
+def _report(name: str, files: int, faults: int) -> None:
+    """With PETCT_FUZZ_REPORT=FILE: one JSON line per writer (files it publishes, faults injected and survived)."""
+    if os.environ.get("PETCT_FUZZ_REPORT"):
+        with open(os.environ["PETCT_FUZZ_REPORT"], "a") as handle:
+            handle.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0],
+                                     "writer": name, "files": files, "faults_survived": faults}) + "\n")
+
+
 @pytest.mark.parametrize("name", WRITERS)
 def test_one_fault_midway_then_a_rerun(name, population, tiny_pipeline_dir, tmp_path, monkeypatch, capsys):
     writer = Writer(_writers(population, tiny_pipeline_dir, tmp_path)[name], tmp_path, monkeypatch, capsys)
     assert writer.publications >= 1
     writer.fault_then_rerun(max(1, writer.publications // 2), CODES[WRITERS.index(name) % len(CODES)])
+    _report(name, writer.publications, 1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", (*WRITERS, "evaluate with plots"))
-def test_a_fault_at_every_file_then_a_rerun(name, population, tiny_pipeline_dir, tmp_path, monkeypatch, capsys):
+def test_faults_across_the_files_then_a_rerun(name, population, tiny_pipeline_dir, tmp_path, monkeypatch, capsys):
     writer = Writer(_writers(population, tiny_pipeline_dir, tmp_path)[name], tmp_path, monkeypatch, capsys)
-    for at in range(1, writer.publications + 1):
+    points = sorted({round(1 + i * (writer.publications - 1) / (SLOW_POINTS - 1)) for i in range(SLOW_POINTS)})
+    for at in points:
         writer.fault_then_rerun(at, CODES[at % len(CODES)])
+    _report(name, writer.publications, len(points))
 
 
 @pytest.mark.slow
@@ -168,3 +184,4 @@ def test_kill_9_of_the_phantom_writer_at_random_moments(tmp_path):
         subprocess.run([*argv, "--out", str(out)], check=True, env=env, capture_output=True)
         assert snapshot(out) == expected
         shutil.rmtree(out)
+    _report("phantom (kill -9)", len(expected), 3)

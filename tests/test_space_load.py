@@ -18,8 +18,6 @@ import pytest
 
 from tests.helpers.space_server import REPO, run_space_server
 
-pytestmark = pytest.mark.slow
-
 DISPLAY = ("Fused PET/CT", "Soft tissue", 5.0, 0.6, True, False, False)
 GOOD = {"age": 40, "sex": "F", "weight": 70, "height": 170, "seed": 0, "steps": 1, "sr_steps": 1, "guidance": 1.0,
         "prior": 0.6, "diagnosis": "NEGATIVE"}
@@ -47,6 +45,7 @@ def _figures(**values) -> None:
     path.write_text(json.dumps({**current, **values}, indent=2) + "\n")
 
 
+@pytest.mark.slow
 def test_concurrent_clients_are_answered_or_told_the_queue_is_full(server):
     from gradio_client import Client
 
@@ -83,6 +82,7 @@ def test_concurrent_clients_are_answered_or_told_the_queue_is_full(server):
     assert Client(server.url, verbose=False).predict(*GOOD.values(), *DISPLAY, api_name="/generate")  # still serving
 
 
+@pytest.mark.slow
 def test_a_burst_beyond_the_queue_bound_is_refused_as_busy_not_dropped(server):
     """More jobs at once than the queue holds (QUEUE_MAX_SIZE): the excess is refused with gradio's
     queue-full message, the rest answered; nothing else."""
@@ -106,6 +106,7 @@ def test_a_burst_beyond_the_queue_bound_is_refused_as_busy_not_dropped(server):
     assert server.process.poll() is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("field,value", [("age", "forty"), ("age", None), ("age", [40]), ("weight", True),
                                          ("height", {"cm": 170}), ("sex", 1.5), ("steps", 2.5), ("steps", "1e9"),
                                          ("seed", -1), ("guidance", float("nan")), ("diagnosis", 7)])
@@ -120,6 +121,7 @@ def test_wrong_types_sent_to_the_api_are_refused_with_a_message(server, field, v
     assert server.generations() == before and server.process.poll() is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["/etc/passwd", "../../../../etc/passwd", "..%2F..%2F..%2Fetc%2Fpasswd",
                                     "%2Fetc%2Fpasswd", "MODEL/model_index.json", "REPO/setup.cfg"])
 def test_no_file_outside_the_apps_temporary_files_can_be_downloaded(server, target):
@@ -135,6 +137,7 @@ def test_no_file_outside_the_apps_temporary_files_can_be_downloaded(server, targ
         assert b"root:" not in body and b"[metadata]" not in body and b"_class_name" not in body, url
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_50_generations(server):
     from gradio_client import Client
 
@@ -148,3 +151,15 @@ def test_memory_stays_flat_over_50_generations(server):
     _figures(rss_mb_after_warmup=round(warm, 1), rss_mb_after_50=round(after, 1),
              rss_growth_mb=round(after - warm, 1))
     assert after - warm < 0.5 * warm, f"RSS grew from {warm:.0f} MB to {after:.0f} MB over 50 generations"
+
+
+def test_a_fractional_step_count_is_refused_not_rounded():
+    """Found by the wrong-types test: the API (no slider) took steps=2.5 and quietly sampled 2 steps."""
+    import gradio as gr
+    from app import sampling_from_inputs
+
+    with pytest.raises(gr.Error, match="Stage-1 steps must be a whole number, got 2.5"):
+        sampling_from_inputs(0, 2.5, 1, 1.0, 0.6)
+    with pytest.raises(gr.Error, match="Super-resolution steps must be a whole number"):
+        sampling_from_inputs(0, 2, 1.5, 1.0, 0.6)
+    assert sampling_from_inputs(3, 2.0, 1, 1.0, 0.6)[:3] == (3, 2, 1)
