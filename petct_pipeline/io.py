@@ -109,6 +109,9 @@ def save_nifti(
     return path
 
 
+#: deflate's largest compression ratio (a run of one byte): no .nii.gz of n bytes holds more than this times n
+_MAX_DEFLATE_RATIO = 1032
+
 #: what nibabel, gzip and numpy raise for a file that is not a usable NIfTI (garbage, truncation, lying headers)
 _UNREADABLE: tuple[type[BaseException], ...] = (
     ImageFileError, HeaderDataError, OrientationError, OSError, EOFError, zlib.error, ValueError, struct.error,
@@ -136,9 +139,13 @@ stays ``FileNotFoundError``.
         if 0 in shape:
             raise InputError(f"{path} has an empty axis: shape {shape}")
         needed = int(image.header.get_data_offset()) + math.prod(shape) * image.get_data_dtype().itemsize
-        if not path.name.endswith(".gz") and path.stat().st_size < needed:
-            raise InputError(f"{path} is truncated: its header needs {needed} bytes, the file has "
-                             f"{path.stat().st_size}")
+        size = path.stat().st_size
+        if not path.name.endswith(".gz") and size < needed:
+            raise InputError(f"{path} is truncated: its header needs {needed} bytes, the file has {size}")
+        if path.name.endswith(".gz") and needed > _MAX_DEFLATE_RATIO * size + 4096:
+            # checked before reading: a lying header would otherwise allocate (and fill) all it declares
+            raise InputError(f"{path} is truncated or its header is corrupt: it declares {needed} bytes of image, "
+                             f"more than a {size}-byte gzip file can hold")
         if canonical:
             image = nib.as_closest_canonical(image)
         return np.asarray(image.dataobj, dtype=dtype), image.affine

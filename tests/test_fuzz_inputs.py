@@ -79,28 +79,31 @@ GOOD_CELLS = {"age": "40", "sex": "M", "weight": "80", "height": "180", "seed": 
 @st.composite
 def cohort_files(draw) -> bytes:
     """A cohort CSV as bytes: odd header spellings, extra columns, junk or good cells, quoting, encodings."""
-    header = draw(st.lists(st.sampled_from([*COLUMNS, "extra", "Age", " SEX ", "", "id"]), min_size=0, max_size=9))
-    if draw(st.booleans()):
-        header = [*FIELDS, *header]
+    required = draw(st.lists(st.sampled_from(FIELDS), unique=True, max_size=4) if draw(st.integers(0, 4)) == 0
+                    else st.permutations(FIELDS))
+    header = [draw(st.sampled_from([name, name.upper(), f" {name.title()} "])) for name in required]
+    header += draw(st.lists(st.sampled_from(["seed", "id", "diagnosis", "extra", "", " Note "]), unique=True))
+    if draw(st.integers(0, 7)) == 0:
+        header.append(draw(st.sampled_from(header or ["age"])))  # a column given twice
     rows = []
     for _ in range(draw(st.integers(0, 4))):
-        width = len(header) + draw(st.sampled_from([0, 0, 0, -1, 1, 2]))
-        rows.append([draw(st.one_of(st.just(GOOD_CELLS.get(header[i].strip().lower(), "x") if i < len(header)
-                                                else "y"), junk_text)) for i in range(max(width, 0))])
+        width = max(len(header) + draw(st.sampled_from([0] * 9 + [-1, 1, 2])), 0)
+        good = [GOOD_CELLS.get(header[i].strip().lower(), "x") if i < len(header) else "y" for i in range(width)]
+        rows.append([cell if draw(st.integers(0, 9)) else draw(junk_text) for cell in good])  # 1 in 10 junk
         if draw(st.booleans()):
             rows.append([])  # blank line
-    if draw(st.booleans()) and rows:
+    if draw(st.integers(0, 3)) == 0 and rows:
         rows.append(list(rows[0]))  # a duplicate row: the same id twice
     text = io.StringIO()
     quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]))
     csv.writer(text, quoting=quoting, lineterminator=draw(st.sampled_from(["\n", "\r\n", "\r"]))).writerows(
         [header, *rows])
     body = text.getvalue()
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:
         body = body[: draw(st.integers(0, len(body)))]  # truncated mid-field, or mid-quote
-    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "latin-1", "utf-16", "cp1252"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "latin-1", "utf-16", "cp1252"]))
     data = body.encode(encoding, errors="replace")
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)) == 0:
         data += draw(st.binary(max_size=16))
     return data
 
