@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import USER_ERRORS, InputError, is_write_failure
+from .errors import USER_ERRORS, InputError, is_bad_path, is_write_failure
 
 __all__ = ["main", "build_parser", "UsageError", "one_line"]
 
@@ -48,6 +49,14 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def _check_no_nul(args: argparse.Namespace) -> None:
+    """No file name holds a NUL character; os calls would fail with a ValueError naming no flag."""
+    for name, value in vars(args).items():
+        if isinstance(value, str | os.PathLike) and "\0" in str(value):
+            raise UsageError(f"--{name.replace('_', '-')} {one_line(str(value))!r} holds a NUL character, "
+                             "which no file name or value can")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,14 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        _check_no_nul(args)
         return int(args.func(args) or 0)
     except USER_ERRORS as error:
         print(f"petct {args.command}: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:
-        if not is_write_failure(error):
+        if not (is_write_failure(error) or is_bad_path(error)):
             raise
-        where = f"cannot write {error.filename}" if error.filename else "cannot write"
+        verb = "cannot write" if is_write_failure(error) else "cannot use the path"
+        where = f"{verb} {error.filename}" if error.filename else verb
         print(f"petct {args.command}: error: {one_line(where)}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["InputError", "InputTypeError", "ModelLoadError", "USER_ERRORS", "WRITE_ERRNOS", "is_write_failure"]
+__all__ = ["InputError", "InputTypeError", "ModelLoadError", "USER_ERRORS", "WRITE_ERRNOS", "BAD_PATH_ERRNOS",
+           "is_write_failure", "is_bad_path"]
 
 
 class InputError(ValueError):
@@ -45,3 +46,12 @@ WRITE_ERRNOS: frozenset[int] = frozenset(
 def is_write_failure(error: BaseException) -> bool:
     """Whether ``error`` is the machine refusing a write (see ``WRITE_ERRNOS``) rather than a bug."""
     return isinstance(error, OSError) and error.errno in WRITE_ERRNOS
+
+
+#: a path the system cannot use at all (a name longer than the filesystem allows, a symlink loop)
+BAD_PATH_ERRNOS: frozenset[int] = frozenset({errno.ENAMETOOLONG, errno.ELOOP})
+
+
+def is_bad_path(error: BaseException) -> bool:
+    """Whether ``error`` is the system refusing a path the user gave (see ``BAD_PATH_ERRNOS``)."""
+    return isinstance(error, OSError) and error.errno in BAD_PATH_ERRNOS

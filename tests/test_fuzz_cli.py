@@ -110,7 +110,7 @@ def command_lines(draw, command: str, inputs) -> list[str]:
 
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("command,examples", [("generate", 80), ("phantom", 80), ("lesions", 25), ("export", 25),
-                                              ("evaluate", 15), ("prepare", 25)])
+                                              ("evaluate", 8), ("prepare", 25)])
 def test_every_command_with_odd_flags(profile, command, examples, inputs, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(PETCTPipeline, "from_pretrained", _stop)  # generate: stop before loading a model
     monkeypatch.setattr(petct_pipeline.phantom.writer, "write_population", _stop)  # phantom: before simulating
@@ -149,3 +149,12 @@ def test_an_error_about_a_path_with_a_line_break_stays_one_line(tmp_path, capsys
                  str(tmp_path / "o")]) == 2
     error = capsys.readouterr().err
     assert len(error.splitlines()) == 1 and "a\\nb\\x85c" in error, error
+
+
+@pytest.mark.parametrize("ct,fragment", [("a\0b", "--ct 'a\\\\x00b' holds a NUL character"),
+                                         ("1" * 300, "cannot use the path 1111")])
+def test_a_path_no_system_can_use_is_one_line(tmp_path, capsys, ct, fragment):
+    """Found by the long profile: a NUL byte (ValueError) or a 300-character name (ENAMETOOLONG) in a path flag."""
+    assert main(["lesions", "--ct", ct, "--pet", "x", "--diagnosis", "LYMPHOMA", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and fragment in error, error
