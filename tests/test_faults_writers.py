@@ -4,8 +4,8 @@ the Nth file of ``petct phantom``, ``export``, ``evaluate``, ``lesions`` and ``g
 After each fault: exit code 2 with one line naming the file, no partial or corrupt file under a final
 name, no temporary left behind; a rerun then writes the same bytes as an undisturbed run (files whose
 bytes differ between two undisturbed runs, e.g. timings, are compared by name only). The fast run
-injects one fault per writer; the slow twin injects one at each of SLOW_POINTS files spread over the run. ``kill -9`` of a cohort run is
-in test_cohort_scale.py; kill -9 of the phantom writer is below (slow).
+injects one fault per writer; the slow twin one at each of SLOW_POINTS files spread over the run.
+``kill -9`` of a cohort run is in test_cohort_scale.py; kill -9 of the phantom writer is below (slow).
 """
 
 from __future__ import annotations
