@@ -1,7 +1,8 @@
 """The ``petct`` command: one sub-command per module in ``petct_pipeline.commands``.
 
 Bad input (the library's ``errors.USER_ERRORS``: ``InputError``, ``ModelLoadError``, missing or
-unreadable files) becomes one line on stderr and exit code 2; any other exception is a bug and
+unreadable files) and a write the machine refuses (disk full, read-only: ``errors.is_write_failure``)
+become one line on stderr and exit code 2; any other exception is a bug and
 keeps its traceback. Nothing is half-written because every writer in the library renames
 finished files into place.
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import USER_ERRORS, InputError
+from .errors import USER_ERRORS, InputError, is_bad_path, is_write_failure
 
-__all__ = ["main", "build_parser", "UsageError"]
+__all__ = ["main", "build_parser", "UsageError", "one_line"]
 
 # Each name is a module in petct_pipeline/commands exposing register(subparsers).
 COMMANDS: tuple[str, ...] = ("generate", "prepare", "evaluate", "phantom", "lesions", "export")
@@ -41,6 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (a path may hold any of them),
+    so an error stays one line for whoever reads or parses stderr."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _check_no_nul(args: argparse.Namespace) -> None:
+    """No file name holds a NUL character; os calls would fail with a ValueError naming no flag."""
+    for name, value in vars(args).items():
+        if isinstance(value, str | os.PathLike) and "\0" in str(value):
+            raise UsageError(f"--{name.replace('_', '-')} {one_line(str(value))!r} holds a NUL character, "
+                             "which no file name or value can")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,9 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
+        _check_no_nul(args)
         return int(args.func(args) or 0)
     except USER_ERRORS as error:
-        print(f"petct {args.command}: error: {error}", file=sys.stderr)
+        print(f"petct {args.command}: error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if not (is_write_failure(error) or is_bad_path(error)):
+            raise
+        verb = "cannot write" if is_write_failure(error) else "cannot use the path"
+        where = f"{verb} {error.filename}" if error.filename else verb
+        print(f"petct {args.command}: error: {one_line(where)}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"petct {args.command}: interrupted", file=sys.stderr)

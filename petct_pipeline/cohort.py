@@ -12,6 +12,7 @@ no ``..``, not absolute). A bad row raises ``InputError`` naming the file, the l
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -90,46 +91,70 @@ def read_cohort(path: str | os.PathLike, diagnoses: Collection[str] | None = Non
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"cohort file {str(path)!r} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None:
-            raise InputError(f"{path}: empty cohort file; expected a header with {', '.join(REQUIRED_COLUMNS)}")
-        columns = {name.strip().lower(): name for name in reader.fieldnames if name is not None}
-        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
-        if missing:
-            raise InputError(
-                f"{path}: line 1: missing column(s) {', '.join(missing)}; "
-                f"required: {', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})"
-            )
-        rows: list[CohortRow] = []
-        seen: set[str] = set()
-        for raw in reader:
-            line = reader.line_num
-            where = f"{path}: line {line}"
-            if all((value or "").strip() == "" for key, value in raw.items() if key is not None):
-                continue  # blank line
-            values = {key: (raw.get(columns[key]) or "").strip() for key in columns if key in columns}
-            for field in REQUIRED_COLUMNS:
-                if values.get(field, "") == "":
-                    raise InputError(f"{where}: field {field!r} is empty")
-            parsed: dict[str, object] = {"sex": values["sex"]}
-            for field in ("age", "weight", "height"):
-                try:
-                    parsed[field] = float(values[field])
-                except ValueError:
-                    raise InputError(f"{where}: field {field!r} must be a number, got {values[field]!r}") from None
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = error.object[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                         f"{error.start}); save the cohort as UTF-8 CSV") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _read_rows(path, reader, diagnoses)
+    except csv.Error as error:  # an unterminated quote, a field over the csv module's size limit
+        raise InputError(f"{path}: near line {reader.line_num + 1}: {error}") from None
+
+
+def _read_rows(path: Path, reader: csv.DictReader, diagnoses: Collection[str] | None) -> list[CohortRow]:
+    """The rows of an opened cohort CSV (csv.Error propagates to read_cohort, which names the line)."""
+    if reader.fieldnames is None:
+        raise InputError(f"{path}: empty cohort file; expected a header with {', '.join(REQUIRED_COLUMNS)}")
+    columns: dict[str, str] = {}
+    for name in reader.fieldnames:
+        key = name.strip().lower()
+        if key in columns and key in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
+            raise InputError(f"{path}: line 1: column {key!r} appears twice ({columns[key]!r} and {name!r}); "
+                             "which one is meant is not clear")
+        columns.setdefault(key, name)
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+    if missing:
+        raise InputError(
+            f"{path}: line 1: missing column(s) {', '.join(missing)}; "
+            f"required: {', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})"
+        )
+    rows: list[CohortRow] = []
+    seen: set[str] = set()
+    for raw in reader:
+        line = reader.line_num
+        where = f"{path}: line {line}"
+        cells = [*(value for key, value in raw.items() if key is not None), *raw.get(None, [])]
+        if all((value or "").strip() == "" for value in cells):
+            continue  # blank line
+        if None in raw:  # more cells than the header names: a shifted row (an unquoted comma)
+            width = len(reader.fieldnames) + len(raw[None])
+            raise InputError(f"{where}: {width} fields but the header names {len(reader.fieldnames)}; "
+                             "quote cells that contain a comma")
+        values = {key: (raw.get(columns[key]) or "").strip() for key in columns if key in columns}
+        for field in REQUIRED_COLUMNS:
+            if values.get(field, "") == "":
+                raise InputError(f"{where}: field {field!r} is empty")
+        parsed: dict[str, object] = {"sex": values["sex"]}
+        for field in ("age", "weight", "height"):
             try:
-                demographics = Demographics(**parsed)
-            except (ValueError, TypeError) as error:
-                field = next((name for name in REQUIRED_COLUMNS if str(error).startswith(name)), "value")
-                raise InputError(f"{where}: field {field!r}: {error}") from None
-            seed = _parse_seed(values.get("seed", ""), where) if "seed" in values else None
-            subject_id = check_subject_id(values.get("id", "") or f"row{len(rows) + 1}", f"{where}: field 'id'")
-            if subject_id in seen:
-                raise InputError(f"{where}: field 'id': duplicate id {subject_id!r}")
-            seen.add(subject_id)
-            diagnosis = _parse_diagnosis(values.get("diagnosis", ""), diagnoses, where)
-            rows.append(CohortRow(id=subject_id, demographics=demographics, seed=seed, diagnosis=diagnosis))
+                parsed[field] = float(values[field])
+            except ValueError:
+                raise InputError(f"{where}: field {field!r} must be a number, got {values[field]!r}") from None
+        try:
+            demographics = Demographics(**parsed)
+        except (ValueError, TypeError) as error:
+            field = next((name for name in REQUIRED_COLUMNS if str(error).startswith(name)), "value")
+            raise InputError(f"{where}: field {field!r}: {error}") from None
+        seed = _parse_seed(values.get("seed", ""), where) if "seed" in values else None
+        subject_id = check_subject_id(values.get("id", "") or f"row{len(rows) + 1}", f"{where}: field 'id'")
+        if subject_id in seen:
+            raise InputError(f"{where}: field 'id': duplicate id {subject_id!r}")
+        seen.add(subject_id)
+        diagnosis = _parse_diagnosis(values.get("diagnosis", ""), diagnoses, where)
+        rows.append(CohortRow(id=subject_id, demographics=demographics, seed=seed, diagnosis=diagnosis))
     if not rows:
         raise InputError(f"{path}: the cohort file has a header but no subjects")
     return rows

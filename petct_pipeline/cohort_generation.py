@@ -305,10 +305,14 @@ class _CohortRun:
         for leftover in (staging, old):  # a process killed while writing this row
             if leftover.exists():
                 shutil.rmtree(leftover)
-        output.save(staging)
-        files = sorted(path for path in staging.rglob("*") if path.is_file())
-        entries = [{"path": f"{subject.id}/{path.relative_to(staging).as_posix()}", "sha256": file_sha256(path),
-                    "bytes": path.stat().st_size} for path in files]
+        try:
+            output.save(staging)
+            files = sorted(path for path in staging.rglob("*") if path.is_file())
+            entries = [{"path": f"{subject.id}/{path.relative_to(staging).as_posix()}", "sha256": file_sha256(path),
+                        "bytes": path.stat().st_size} for path in files]
+        except BaseException:  # a full disk or a refused write: the half-saved row goes with the failure
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         self.discard(subject)
         os.rename(staging, self.out / subject.id)
         return entries

@@ -55,7 +55,10 @@ def _validated_number(name: str, value: Any, bounds: tuple[float, float], unit: 
                 raise InputTypeError
         except TypeError:
             raise InputTypeError(f"{name} must be a number ({allowed}), got {value!r}") from None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond any float is as unusable as inf
+        value = math.inf
     if not math.isfinite(value):
         raise InputError(f"{name} must be finite ({allowed}), got {value!r}")
     if not low <= value <= high:

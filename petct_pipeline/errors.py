@@ -8,7 +8,10 @@ keep working.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "InputTypeError", "ModelLoadError", "USER_ERRORS"]
+import errno
+
+__all__ = ["InputError", "InputTypeError", "ModelLoadError", "USER_ERRORS", "WRITE_ERRNOS", "BAD_PATH_ERRNOS",
+           "is_write_failure", "is_bad_path"]
 
 
 class InputError(ValueError):
@@ -32,3 +35,23 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     PermissionError,
 )
+
+#: a write refused by the machine (disk full, quota, read-only filesystem, file too large, no permission):
+#: the user's to fix, reported by front ends as one line naming the path, never a traceback
+WRITE_ERRNOS: frozenset[int] = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+)
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """Whether ``error`` is the machine refusing a write (see ``WRITE_ERRNOS``) rather than a bug."""
+    return isinstance(error, OSError) and error.errno in WRITE_ERRNOS
+
+
+#: a path the system cannot use at all (a name longer than the filesystem allows, a symlink loop)
+BAD_PATH_ERRNOS: frozenset[int] = frozenset({errno.ENAMETOOLONG, errno.ELOOP})
+
+
+def is_bad_path(error: BaseException) -> bool:
+    """Whether ``error`` is the system refusing a path the user gave (see ``BAD_PATH_ERRNOS``)."""
+    return isinstance(error, OSError) and error.errno in BAD_PATH_ERRNOS

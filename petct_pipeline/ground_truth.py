@@ -30,7 +30,7 @@ def check_lesion_request(diagnosis: str | None, lesions: Sequence[Mapping[str, A
     if diagnosis is not None and lesions is not None:
         raise InputError("give diagnosis or lesions, not both")
     checked_diagnosis = check_diagnosis(diagnosis) if diagnosis is not None else None
-    specs = parse_lesion_specs(list(lesions)) if lesions is not None else None
+    specs = parse_lesion_specs(lesions) if lesions is not None else None
     return checked_diagnosis, specs
 
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import OrientationError
+from nibabel.spatialimages import HeaderDataError
 
 from .errors import InputError, InputTypeError
 
@@ -56,6 +62,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; finished files are ordinary files
         os.replace(tmp_path, path)
+    except OSError as error:
+        if error.errno is not None and error.filename in (None, str(tmp_path), tmp_path):
+            # the temporary name means nothing to the user: name the file being written
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -98,17 +109,54 @@ def save_nifti(
     return path
 
 
+#: deflate's largest compression ratio (a run of one byte): no .nii.gz of n bytes holds more than this times n
+_MAX_DEFLATE_RATIO = 1032
+
+#: what nibabel, gzip and numpy raise for a file that is not a usable NIfTI (garbage, truncation, lying headers)
+_UNREADABLE: tuple[type[BaseException], ...] = (
+    ImageFileError, HeaderDataError, OrientationError, OSError, EOFError, zlib.error, ValueError, struct.error,
+    np.linalg.LinAlgError, IndexError, OverflowError,
+)
+
+
 def load_nifti(path: str | os.PathLike, dtype: np.dtype | type = np.float32, canonical: bool = True
                ) -> tuple[np.ndarray, np.ndarray]:
     """Read a NIfTI file reoriented to canonical RAS+ (``canonical=False``: on its own grid); returns (array, affine).
 
+A file that is not a usable image (unreadable, truncated, a non-finite affine, an empty axis, a
+header declaring more data than exists) raises ``InputError`` naming the path; a missing file
+stays ``FileNotFoundError``.
+
     ``canonical=False`` is for tools whose outputs must stay on the input's grid and orientation
     (``petct lesions``): the array is the file's voxel order and the affine its own.
     """
-    image = nib.load(str(path))
-    if canonical:
-        image = nib.as_closest_canonical(image)
-    return np.asarray(image.dataobj, dtype=dtype), image.affine
+    path = Path(path)
+    try:
+        image = nib.load(str(path))
+        shape = tuple(int(n) for n in image.shape)
+        if not np.all(np.isfinite(image.affine)):
+            raise InputError(f"{path} has a non-finite affine (NaN or inf in its sform/qform); it places no voxel")
+        if 0 in shape:
+            raise InputError(f"{path} has an empty axis: shape {shape}")
+        needed = int(image.header.get_data_offset()) + math.prod(shape) * image.get_data_dtype().itemsize
+        size = path.stat().st_size
+        if not path.name.endswith(".gz") and size < needed:
+            raise InputError(f"{path} is truncated: its header needs {needed} bytes, the file has {size}")
+        if path.name.endswith(".gz") and needed > _MAX_DEFLATE_RATIO * size + 4096:
+            # checked before reading: a lying header would otherwise allocate (and fill) all it declares
+            raise InputError(f"{path} is truncated or its header is corrupt: it declares {needed} bytes of image, "
+                             f"more than a {size}-byte gzip file can hold")
+        if canonical:
+            image = nib.as_closest_canonical(image)
+        return np.asarray(image.dataobj, dtype=dtype), image.affine
+    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        raise
+    except MemoryError:  # a header that declares far more voxels than the file (or any machine) holds
+        raise InputError(f"{path}: its header declares shape {image.shape} of {image.get_data_dtype()}, more than "
+                         "fits in memory; the header is corrupt or the image too large") from None
+    except _UNREADABLE as error:
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise InputError(f"{path} is not a readable NIfTI image ({type(error).__name__}: {reason})") from None
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:

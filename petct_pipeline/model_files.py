@@ -15,7 +15,17 @@ from typing import Any
 
 from .errors import ModelLoadError
 
-__all__ = ["check_model_folder", "check_pipeline_folder", "looks_like_path", "model_name", "folder_fingerprint"]
+__all__ = [
+    "check_model_folder",
+    "check_pipeline_folder",
+    "components",
+    "component_class",
+    "component_failure",
+    "check_weights_cover",
+    "looks_like_path",
+    "model_name",
+    "folder_fingerprint",
+]
 
 _CONFIG_NAMES = ("config.json", "scheduler_config.json")
 _FIX = "re-download or re-export the model (training/export.py), or pass another --model"
@@ -71,14 +81,86 @@ def check_pipeline_folder(folder: str | Path) -> None:
     if not index_file.is_file():
         raise ModelLoadError(f"{folder} has no model_index.json, so it is not a pipeline folder; pass the folder "
                              "written by save_pretrained / training/export.py")
-    for name, entry in _read_json(index_file).items():
-        is_component = isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)
-        if name.startswith("_") or not is_component:  # settings such as base_shape, or an absent optional part
-            continue
+    for name, (library, class_name) in components(folder).items():
         component = folder / name
+        cls = component_class(library, class_name)
+        if cls is None:
+            raise ModelLoadError(f"{index_file} names component {name!r} as {library}.{class_name}, which is not a "
+                                 f"class of diffusers or petct_pipeline (code in a model folder is never run: "
+                                 f"{component}); {_FIX}")
         if not component.is_dir():
             raise ModelLoadError(f"{index_file} names component {name!r}, but {component} is missing; {_FIX}")
         check_model_folder(component)
+        config_file = next(component / n for n in _CONFIG_NAMES if (component / n).is_file())
+        stored = _read_json(config_file).get("_class_name")
+        if library != "diffusers" and stored is not None and stored != class_name:  # schedulers may be swapped
+            raise ModelLoadError(f"{config_file} is a {stored}, but {index_file} expects {class_name} for "
+                                 f"{name!r}; {_FIX}")
+
+
+def components(folder: str | Path) -> dict[str, tuple[str, str]]:
+    """The components model_index.json names: {name: (library, class name)}, optional absent parts left out."""
+    found = {}
+    for name, entry in _read_json(Path(folder) / "model_index.json").items():
+        is_component = isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)
+        if not name.startswith("_") and is_component:  # not settings such as base_shape, nor [null, null]
+            found[name] = (entry[0], entry[1])
+    return found
+
+
+def component_class(library: str, class_name: str) -> type | None:
+    """The class a component names, from diffusers or this package only (never a module in the folder)."""
+    import importlib
+
+    if library != "diffusers" and library != "petct_pipeline" and not library.startswith("petct_pipeline."):
+        return None
+    try:
+        module = importlib.import_module(library)
+    except ImportError:
+        return None
+    cls = getattr(module, class_name, None)
+    return cls if isinstance(cls, type) and hasattr(cls, "from_pretrained") else None
+
+
+def component_failure(folder: str | Path) -> ModelLoadError | None:
+    """Load each component of a checked folder on its own; the first that fails, as an error naming it.
+
+    Only on the failure path of a pipeline load: diffusers' own message names neither the
+    component nor its file (a config value of the wrong type fails deep inside a constructor).
+    """
+    folder = Path(folder)
+    for name, (library, class_name) in components(folder).items():
+        cls = component_class(library, class_name)
+        try:
+            cls.from_pretrained(str(folder / name))
+        except Exception as error:  # whatever a constructor raises for a config it cannot take
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
+            return ModelLoadError(f"{folder / name} cannot be loaded as {class_name} ({type(error).__name__}: "
+                                  f"{reason}); {_FIX}")
+    return None
+
+
+def check_weights_cover(folder: str | Path, modules: dict[str, Any]) -> None:
+    """Each loaded model's weights file holds exactly its parameters: diffusers fills missing ones with random
+    values and only logs it, so weights of another model or version would load silently."""
+    from safetensors import safe_open
+
+    for name, module in modules.items():
+        files = sorted((Path(folder) / name).glob("*.safetensors"))
+        if not files or not hasattr(module, "state_dict"):
+            continue
+        stored: set[str] = set()
+        for weights in files:
+            with safe_open(str(weights), framework="pt") as handle:
+                stored |= set(handle.keys())
+        expected = set(module.state_dict())
+        missing, unexpected = sorted(expected - stored), sorted(stored - expected)
+        if missing or unexpected:
+            detail = ", ".join(part for part in (
+                f"{len(missing)} of its weights missing (e.g. {missing[0]})" if missing else "",
+                f"{len(unexpected)} it does not have (e.g. {unexpected[0]})" if unexpected else "") if part)
+            raise ModelLoadError(f"{files[0]} does not match {type(module).__name__}: {detail}; the weights are "
+                                 f"from another model or version; {_FIX}")
 
 
 def model_name(name_or_path: str | Path) -> str:

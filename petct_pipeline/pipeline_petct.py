@@ -33,7 +33,15 @@ from .errors import InputError, InputTypeError, ModelLoadError
 from .geometry import body_slices, coordinate_grid, ras_affine
 from .ground_truth import add_lesions, check_lesion_request, lesion_seed
 from .intensity import from_model_space, hu_to_model, suv_to_model
-from .model_files import check_pipeline_folder, folder_fingerprint, looks_like_path, model_name
+from .model_files import (
+    check_pipeline_folder,
+    check_weights_cover,
+    component_failure,
+    components,
+    folder_fingerprint,
+    looks_like_path,
+    model_name,
+)
 from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
 from .models.denoiser import KnownVoxels, Stage1Denoiser, run_scheduler, sample_with_scheduler
 from .pipeline_output import PETCTPipelineOutput
@@ -307,6 +315,7 @@ class PETCTPipeline(DiffusionPipeline):
         subjects = self.prepare_subjects(demographics)
         sr_noise_level = self.config.sr_noise_level if sr_noise_level is None else sr_noise_level
         prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
+        check_sampling_argument("prior_scale", prior_scale)  # before the default guidance compares it with 0
         guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
         self.check_inputs(num_inference_steps, sr_num_inference_steps, guidance_scale, sr_noise_level, sr_chunk_size,
                           sr_chunk_overlap, output_type, generator, len(subjects), back_projection_iterations,
@@ -435,6 +444,7 @@ class PETCTPipeline(DiffusionPipeline):
         """
         # 1. Check the arguments and resolve the defaults
         prior_scale = self.default_prior_scale if prior_scale is None else prior_scale
+        check_sampling_argument("prior_scale", prior_scale)  # before the default guidance compares it with 0
         guidance_scale = default_guidance_scale(prior_scale) if guidance_scale is None else guidance_scale
         for name, value in (("num_inference_steps", num_inference_steps), ("guidance_scale", guidance_scale),
                             ("prior_scale", prior_scale)):
@@ -647,9 +657,20 @@ class PETCTPipeline(DiffusionPipeline):
             check_pipeline_folder(name)
         try:
             pipe = super().from_pretrained(name, **kwargs)
-        except (OSError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        except ModelLoadError:
+            raise
+        except Exception as error:
+            # a local folder that passed the checks: find the component that fails on its own (a config
+            # value of the wrong type, weights of another shape); if none does, it is a bug: re-raised
+            failure = component_failure(local) if local.is_dir() else None
+            if failure is not None:
+                raise failure from error
+            if not isinstance(error, OSError | ValueError):
+                raise
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
             raise ModelLoadError(f"could not load the pipeline {str(name)!r}: {reason}") from error
+        if local.is_dir():
+            check_weights_cover(local, {part: getattr(pipe, part, None) for part in components(local)})
         pipe._petct_model_id = model_name(name)
         pipe._petct_revision = kwargs.get("revision") or (
             folder_fingerprint(local) if local.is_dir() else _resolved_commit(name, kwargs))
@@ -678,10 +699,17 @@ def check_sampling_argument(name: str, value: Any) -> None:
             raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
         return
     high = _NUMBER_MAXIMA[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
         raise InputError(f"{name} must be a finite number in [0, {high:g}], got {value!r}")
     if not 0.0 <= value <= high:
         raise InputError(f"{name}={value:g} is out of range: allowed [0, {high:g}]")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def validate_sampling_arguments(

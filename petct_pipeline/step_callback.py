@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, InputTypeError
 
 __all__ = ["StepCallback", "CALLBACK_TENSOR_INPUTS"]
 
@@ -24,7 +24,10 @@ class StepCallback:
 
     def __init__(self, pipe: Any, callback: Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]] | None = None,
                  tensor_inputs: Sequence[str] = CALLBACK_TENSOR_INPUTS) -> None:
-        unknown = set(tensor_inputs) - set(CALLBACK_TENSOR_INPUTS)
+        if isinstance(tensor_inputs, str) or not isinstance(tensor_inputs, Iterable):
+            raise InputTypeError(f"callback_on_step_end_tensor_inputs must be a list of names from "
+                                 f"{list(CALLBACK_TENSOR_INPUTS)}, got {tensor_inputs!r}")
+        unknown = {repr(name) for name in tensor_inputs if name not in CALLBACK_TENSOR_INPUTS}
         if unknown:
             raise InputError(f"callback_on_step_end_tensor_inputs must be in {list(CALLBACK_TENSOR_INPUTS)}, "
                              f"got {sorted(unknown)}")

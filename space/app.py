@@ -157,9 +157,12 @@ def sampling_from_inputs(
         raise gr.Error(f"Seed must be a whole number, got {seed:g}.")
     steps = check_number("Stage-1 steps", steps, *STEP_BOUNDS["steps"])
     sr_steps = check_number("Super-resolution steps", sr_steps, *STEP_BOUNDS["sr_steps"])
+    for label, count in (("Stage-1 steps", steps), ("Super-resolution steps", sr_steps)):
+        if count != int(count):  # the API bypasses the slider's step of 1: 2.5 must not quietly become 2
+            raise gr.Error(f"{label} must be a whole number, got {count:g}.")
     guidance = check_number("Guidance scale", guidance, *GUIDANCE_BOUNDS)
     prior = check_number("Demographic prior", prior, *PRIOR_BOUNDS)
-    return int(seed), int(round(steps)), int(round(sr_steps)), guidance, prior
+    return int(seed), int(steps), int(sr_steps), guidance, prior
 
 
 # --------------------------------------------------------------------------- model

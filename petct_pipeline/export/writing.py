@@ -177,7 +177,9 @@ def run_export(writer: FormatWriter, subjects: Sequence[ExportSubject], input_di
             continue
         try:
             volumes = load_volumes(subject, organs=writer.copies_organs or writer.labels == "organs")
-        except (OSError, EOFError, zlib.error, ImageFileError) as error:  # a damaged file: the user's to fix
+        except (OSError, EOFError, zlib.error, ImageFileError, InputError) as error:  # a damaged file: the user's
+            if isinstance(error, InputError) and str(error).startswith(f"subject {subject.key}:"):
+                raise  # already names the subject (a grid or label problem)
             raise InputError(f"subject {subject.key}: cannot read its volumes: {error}") from None
         staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
         try:

@@ -86,9 +86,12 @@ class LesionSpec:
 def _number(index: int, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputTypeError(f"lesion {index}: {key} must be a number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer beyond any float
+        value = math.inf
     if not math.isfinite(value):
-        raise InputError(f"lesion {index}: {key}={value} is not a finite number")
+        raise InputError(f"lesion {index}: {key}={value:g} is not a finite number")
     return value
 
 
@@ -167,7 +170,7 @@ def read_lesion_specs(path: str | os.PathLike) -> list[LesionSpec]:
     """Read and check a ``--lesions SPEC.json`` file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is not content
     except UnicodeDecodeError as error:
         raise InputError(f"--lesions {path}: not a text file ({error.reason})") from None
     try:
@@ -175,4 +178,8 @@ def read_lesion_specs(path: str | os.PathLike) -> list[LesionSpec]:
     except json.JSONDecodeError as error:
         raise InputError(f"--lesions {path}: not valid JSON: {error.msg} at line {error.lineno} "
                          f"column {error.colno}") from None
+    except ValueError as error:  # an integer longer than Python's int digit limit
+        raise InputError(f"--lesions {path}: not valid JSON: {error}") from None
+    except RecursionError:
+        raise InputError(f"--lesions {path}: not valid JSON: lists or objects nested too deeply") from None
     return parse_lesion_specs(items)
