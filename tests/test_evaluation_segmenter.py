@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from petct_pipeline.evaluation import LabelsSegmenter, ModelSegmenter, discover_inputs, evaluate, load_subject
 from petct_pipeline.errors import InputError
+from petct_pipeline.evaluation import LabelsSegmenter, ModelSegmenter, discover_inputs, evaluate, load_subject
 from petct_pipeline.evaluation.segmenters import SegmenterUnavailableError, TotalSegmentatorSegmenter, model_input
 from petct_pipeline.io import load_nifti, read_json, save_nifti, write_json
 from petct_pipeline.models import OrganSegmentationModel, class_ids_for
