@@ -78,7 +78,9 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
                     model_card: str | Path | None = None) -> Path:
     """Build and save the pipeline, with ``model_card`` as its README.md if given; returns ``out_dir``."""
     from petct_pipeline.io import atomic_dir
-    from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
+    from petct_pipeline.models import DemographicEncoder
+
+    from training.pretrained import load_component
     from petct_pipeline.pipeline_petct import PETCTPipeline
 
     base_dir, sr_dir, out_dir = Path(base_dir), Path(sr_dir), Path(out_dir)
@@ -92,9 +94,9 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
 
     pipe = PETCTPipeline(
         demographic_encoder=DemographicEncoder.from_pretrained(base_dir / "demographic_encoder", use_safetensors=True),
-        unet=PETCTUNet3DModel.from_pretrained(base_dir / "unet", use_safetensors=True),
+        unet=load_component(base_dir / "unet"),  # the FiLM or the magnitude-preserving UNet, as saved
         scheduler=_scheduler(base_dir / "scheduler"),
-        sr_unet=PETCTUNet3DModel.from_pretrained(sr_dir / "sr_unet", use_safetensors=True),
+        sr_unet=load_component(sr_dir / "sr_unet"),
         sr_scheduler=_scheduler(sr_dir / "sr_scheduler"),
         base_shape=base_grid["shape"],
         base_spacing=base_grid["spacing"],

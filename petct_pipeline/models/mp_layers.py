@@ -48,14 +48,17 @@ def mp_silu(x: torch.Tensor) -> torch.Tensor:
 
 def mp_sum(a: torch.Tensor, b: torch.Tensor, t: float = 0.5) -> torch.Tensor:
     """Weighted sum (1 - t) a + t b that keeps unit magnitude for independent unit inputs (EDM2 eq. 88)."""
-    return a.lerp(b, t) / math.sqrt((1 - t) ** 2 + t**2)
+    dtype = torch.promote_types(a.dtype, b.dtype)  # autocast: bf16 convolutions meet the fp32 main path
+    return a.to(dtype).lerp(b.to(dtype), t) / math.sqrt((1 - t) ** 2 + t**2)
 
 
 def mp_cat(a: torch.Tensor, b: torch.Tensor, dim: int = 1, t: float = 0.5) -> torch.Tensor:
     """Concatenation whose two parts contribute (1 - t) and t of the magnitude, whatever their widths (eq. 103)."""
     na, nb = a.shape[dim], b.shape[dim]
     scale = math.sqrt((na + nb) / ((1 - t) ** 2 + t**2))
-    return torch.cat([a * (scale / math.sqrt(na) * (1 - t)), b * (scale / math.sqrt(nb) * t)], dim=dim)
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    return torch.cat([a.to(dtype) * (scale / math.sqrt(na) * (1 - t)), b.to(dtype) * (scale / math.sqrt(nb) * t)],
+                     dim=dim)
 
 
 def resample(x: torch.Tensor, mode: str = "keep") -> torch.Tensor:
