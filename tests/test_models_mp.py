@@ -153,9 +153,8 @@ def test_config_errors_name_the_field():
 
 
 def test_pipeline_samples_and_round_trips_with_an_mp_stage_1(tmp_path):
-    from tests.helpers.pipelines import make_tiny_pipeline
-
     from petct_pipeline import Demographics, PETCTPipeline
+    from tests.helpers.pipelines import make_tiny_pipeline
 
     pipe = make_tiny_pipeline()
     torch.manual_seed(1)

@@ -26,7 +26,8 @@ def _tracked(stds, steps, snapshot_every, folder=None):
     ema = PowerFunctionEMA([("w", parameter)], stds)
     for step in range(1, steps + 1):
         with torch.no_grad():
-            parameter.copy_(torch.sin(torch.arange(64) * 0.1 + step / 60.0) + 0.3 * torch.randn(64, generator=generator))
+            walk = torch.sin(torch.arange(64) * 0.1 + step / 60.0)
+            parameter.copy_(walk + 0.3 * torch.randn(64, generator=generator))
         ema.update(step)
         if folder is not None and step % snapshot_every == 0:
             ema.snapshot(folder, step)

@@ -33,7 +33,8 @@ __all__ = ["export_pipeline", "main"]
 EDM_SCHEDULERS = ("EDMDPMSolverMultistepScheduler", "EDMEulerScheduler")
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 #: stage facts copied into training_provenance.json (present ones only: a pipeline folder has fewer)
-PROVENANCE_COMMON = ("config_name", "global_step", "world_size", "grid", "seed", "init_weights", "from_pipeline")
+PROVENANCE_COMMON = ("config_name", "global_step", "world_size", "grid", "seed", "init_weights", "from_pipeline",
+                     "posthoc_ema")
 
 
 def _pipeline_stage_info(folder: Path, expected: str) -> dict[str, Any]:
@@ -79,9 +80,8 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
     """Build and save the pipeline, with ``model_card`` as its README.md if given; returns ``out_dir``."""
     from petct_pipeline.io import atomic_dir
     from petct_pipeline.models import DemographicEncoder
-
-    from training.pretrained import load_component
     from petct_pipeline.pipeline_petct import PETCTPipeline
+    from training.pretrained import load_component
 
     base_dir, sr_dir, out_dir = Path(base_dir), Path(sr_dir), Path(out_dir)
     base, sr = _stage_info(base_dir, "base"), _stage_info(sr_dir, "sr")

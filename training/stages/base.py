@@ -27,8 +27,8 @@ from petct_pipeline.models.denoiser import Stage1Denoiser, sample_with_scheduler
 
 from ..config import TrainConfig
 from ..edm import EDMLossConfig, edm_loss
-from ..options import check_number
 from ..loss_weighting import LearnedLossWeighting
+from ..options import check_number
 from ..stage_options import GridOptions, SamplingValidation, build_unet, check_unet_kwargs
 from ..validation_images import save_validation_png
 from . import Stage, build_scheduler

@@ -34,8 +34,8 @@ from petct_pipeline.intensity import from_model_space
 
 from ..config import TrainConfig
 from ..edm import EDMLossConfig, edm_loss
-from ..options import check_number, from_mapping
 from ..loss_weighting import LearnedLossWeighting
+from ..options import check_number, from_mapping
 from ..stage_options import GridOptions, SamplingValidation, build_unet, check_unet_kwargs
 from ..validation_images import save_validation_png
 from . import Stage, build_scheduler
