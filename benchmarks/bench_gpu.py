@@ -87,7 +87,7 @@ def _peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((value for key, value in PEAK_TFLOPS.items() if key in name), None)
 
 
-def measure_training(config, stage_name: str, device: str, steps: int, warmup: int, compile_: bool,
+def measure_training(config, stage_name: str, device: str, steps: int, warmup: int, compile_: str | None,
                      mixed_precision: str, peak_tflops: float | None) -> dict[str, Any]:
     """Samples/s, peak memory and MFU of ``steps`` optimiser steps of one stage, as train.py runs them."""
     from accelerate import Accelerator
@@ -110,7 +110,7 @@ def measure_training(config, stage_name: str, device: str, steps: int, warmup: i
     if options.gradient_checkpointing:
         stage.enable_gradient_checkpointing(model)
     if compile_:
-        stage.compile_model(model)
+        stage.compile_model(model, compile_)
     fused = options.adam_fused if options.adam_fused is not None else dev.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate,
                                   betas=(options.adam_beta1, options.adam_beta2), fused=fused)
@@ -151,7 +151,7 @@ def measure_training(config, stage_name: str, device: str, steps: int, warmup: i
     }
 
 
-def measure_inference(config, device: str, compile_: bool, peak_tflops: float | None, height: float,
+def measure_inference(config, device: str, compile_: str | None, peak_tflops: float | None, height: float,
                       repeats: int, dtype: torch.dtype = torch.bfloat16) -> dict[str, Any]:
     """Full-cascade wall time and peak memory per subject at the pipeline's defaults, random paper-size weights."""
     from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
@@ -180,8 +180,8 @@ def measure_inference(config, device: str, compile_: bool, peak_tflops: float | 
     pipe.to(dev, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     if compile_:
-        unet.compile()
-        sr_unet.compile()
+        unet.compile(backend=compile_)
+        sr_unet.compile(backend=compile_)
     calls = {"unet": [], "sr_unet": []}
     for name in calls:
         module = getattr(pipe, name)
@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="toy sizes: check the code paths on CPU")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per stage")
     parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the networks (first step compiles)")
+    parser.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                        help="torch.compile the networks (default backend inductor; the first step compiles)")
     parser.add_argument("--mixed_precision", default=None, choices=("no", "bf16", "fp16"),
                         help="default: bf16 (also on CPU, which checks the autocast path)")
     parser.add_argument("--inference_dtype", default="bf16", choices=("bf16", "fp32"), help="cascade weights")

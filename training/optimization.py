@@ -77,6 +77,7 @@ class TrainingOptions:
     mixed_precision: str = "auto"  # auto: bf16 on GPUs that support it, fp16 on other GPUs, none on CPU
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile the UNet (nn.Module.compile: state-dict keys unchanged)
+    compile_backend: str = "inductor"  # torch.compile backend; "aot_eager" traces without code generation
     allow_tf32: bool = True  # TF32 matmuls and convolutions on Ampere+ GPUs (no effect on CPU)
     adam_fused: bool | None = None  # fused AdamW kernel; None = on CUDA only
     checkpointing_steps: int = 500

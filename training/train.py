@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         stage.enable_gradient_checkpointing(model)
     magnitude_preserving = force_weight_normalization(model) > 0  # EDM2 eq. 66, also before the first step
     if options.compile:
-        stage.compile_model(model)
+        stage.compile_model(model, options.compile_backend)
     ema = EMAModel(
         model.parameters(), decay=options.ema.decay, use_ema_warmup=options.ema.use_warmup,
         power=options.ema.power, inv_gamma=options.ema.inv_gamma, update_after_step=options.ema.update_after_step,
