@@ -16,7 +16,6 @@ Results: benchmarks/results/denoising.{json,md} (``--tag`` labels the run).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import harness
