@@ -30,7 +30,7 @@ from typing import Any
 import harness
 
 
-def _synthetic_batch(stage, batch_size: int, generator) -> dict[str, Any]:
+def synthetic_batch(stage, batch_size: int, generator) -> dict[str, Any]:
     import torch
 
     from petct_pipeline.geometry import coordinate_grid
@@ -81,7 +81,7 @@ def measure_stage(config_name: str, stage_name: str, device: str, steps: int, wa
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(accelerator.device)
     generator = torch.Generator().manual_seed(0)
-    batches = [_synthetic_batch(stage, batch, generator) for _ in range(min(2, warmup + steps))]
+    batches = [synthetic_batch(stage, batch, generator) for _ in range(min(2, warmup + steps))]
     dev = accelerator.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

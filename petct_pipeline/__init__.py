@@ -16,6 +16,7 @@ _LAZY = {
     "DemographicEncoder": ".models",
     "DemographicPrior": ".models",
     "PETCTUNet3DModel": ".models",
+    "PETCTMPUNet3DModel": ".models",
     "PETCTPipeline": ".pipeline_petct",
     "PETCTPipelineOutput": ".pipeline_output",
 }
@@ -26,13 +27,14 @@ __all__ = [
     "DemographicEncoder",
     "DemographicPrior",
     "PETCTUNet3DModel",
+    "PETCTMPUNet3DModel",
     "PETCTPipeline",
     "PETCTPipelineOutput",
 ]
 
 if TYPE_CHECKING:
     from .demographics import Demographics
-    from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
+    from .models import DemographicEncoder, DemographicPrior, PETCTMPUNet3DModel, PETCTUNet3DModel
     from .pipeline_output import PETCTPipelineOutput
     from .pipeline_petct import PETCTPipeline
 

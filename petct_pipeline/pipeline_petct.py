@@ -42,7 +42,7 @@ from .model_files import (
     looks_like_path,
     model_name,
 )
-from .models import DemographicEncoder, DemographicPrior, PETCTUNet3DModel
+from .models import DemographicEncoder, DemographicPrior, PETCTMPUNet3DModel, PETCTUNet3DModel
 from .models.denoiser import KnownVoxels, Stage1Denoiser, run_scheduler, sample_with_scheduler
 from .pipeline_output import PETCTPipelineOutput
 from .seeds import check_generator
@@ -115,9 +115,9 @@ class PETCTPipeline(DiffusionPipeline):
     def __init__(
         self,
         demographic_encoder: DemographicEncoder,
-        unet: PETCTUNet3DModel,
+        unet: PETCTUNet3DModel | PETCTMPUNet3DModel,  # the FiLM or EDM2's magnitude-preserving UNet
         scheduler: EDMScheduler,
-        sr_unet: PETCTUNet3DModel,
+        sr_unet: PETCTUNet3DModel | PETCTMPUNet3DModel,
         sr_scheduler: EDMScheduler,
         demographic_prior: DemographicPrior | None = None,
         base_shape: list[int] = (28, 28, 48),

@@ -80,7 +80,7 @@ def test_stage_options_are_frozen_dataclasses_with_their_defaults(tmp_path):
         ("base", {"validation": {"num_steps": 4}}, r"unknown key\(s\) \['num_steps'\] in base.validation; "
                                                    r"allowed: \['guidance_scale', 'num_inference_steps', 'seed'"),
         ("base", {"los": {}}, r"unknown key\(s\) \['los'\] in base; allowed: \['cfg_dropout', 'grid', 'loss'"),
-        ("base", {"loss": {"P_mea": 1}}, r"in base.loss; allowed: \['P_mean', 'P_std'\]"),
+        ("base", {"loss": {"P_mea": 1}}, r"in base.loss; allowed: \['P_mean', 'P_std', 'learned_weighting'"),
         ("base", {"grid": {"spacing": 16, "shap": [8, 8, 16]}}, r"in base.grid; allowed: \['shape', 'spacing'\]"),
         ("base", {"cfg_dropout": 1.0}, r"base.cfg_dropout must be a number in \[0, 1\), got 1.0"),
         ("base", {"unet": {"in_channels": 3}}, r"base.unet.in_channels is set by the stage"),

@@ -33,7 +33,8 @@ __all__ = ["export_pipeline", "main"]
 EDM_SCHEDULERS = ("EDMDPMSolverMultistepScheduler", "EDMEulerScheduler")
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 #: stage facts copied into training_provenance.json (present ones only: a pipeline folder has fewer)
-PROVENANCE_COMMON = ("config_name", "global_step", "world_size", "grid", "seed", "init_weights", "from_pipeline")
+PROVENANCE_COMMON = ("config_name", "global_step", "world_size", "grid", "seed", "init_weights", "from_pipeline",
+                     "posthoc_ema")
 
 
 def _pipeline_stage_info(folder: Path, expected: str) -> dict[str, Any]:
@@ -78,8 +79,9 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
                     model_card: str | Path | None = None) -> Path:
     """Build and save the pipeline, with ``model_card`` as its README.md if given; returns ``out_dir``."""
     from petct_pipeline.io import atomic_dir
-    from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
+    from petct_pipeline.models import DemographicEncoder
     from petct_pipeline.pipeline_petct import PETCTPipeline
+    from training.pretrained import load_component
 
     base_dir, sr_dir, out_dir = Path(base_dir), Path(sr_dir), Path(out_dir)
     base, sr = _stage_info(base_dir, "base"), _stage_info(sr_dir, "sr")
@@ -92,9 +94,9 @@ def export_pipeline(base_dir: str | Path, sr_dir: str | Path, out_dir: str | Pat
 
     pipe = PETCTPipeline(
         demographic_encoder=DemographicEncoder.from_pretrained(base_dir / "demographic_encoder", use_safetensors=True),
-        unet=PETCTUNet3DModel.from_pretrained(base_dir / "unet", use_safetensors=True),
+        unet=load_component(base_dir / "unet"),  # the FiLM or the magnitude-preserving UNet, as saved
         scheduler=_scheduler(base_dir / "scheduler"),
-        sr_unet=PETCTUNet3DModel.from_pretrained(sr_dir / "sr_unet", use_safetensors=True),
+        sr_unet=load_component(sr_dir / "sr_unet"),
         sr_scheduler=_scheduler(sr_dir / "sr_scheduler"),
         base_shape=base_grid["shape"],
         base_spacing=base_grid["spacing"],

@@ -16,7 +16,7 @@ import torch
 
 from petct_pipeline.errors import InputError
 
-__all__ = ["load_component_weights", "init_from_pretrained"]
+__all__ = ["load_component", "load_component_weights", "init_from_pretrained"]
 
 
 def _architecture_differences(module: torch.nn.Module, saved: dict[str, Any]) -> list[str]:
@@ -29,6 +29,19 @@ def _architecture_differences(module: torch.nn.Module, saved: dict[str, Any]) ->
         if left != right:
             differences.append(f"{key}: config {left!r}, saved {right!r}")
     return differences
+
+
+def load_component(folder: Path) -> torch.nn.Module:
+    """The model saved in a save_pretrained ``folder``, of the petct_pipeline.models class its config names."""
+    from petct_pipeline import models
+
+    config_path = Path(folder) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json (expected a save_pretrained folder)")
+    name = json.loads(config_path.read_text()).get("_class_name")
+    if name not in models.__all__:
+        raise InputError(f"{folder}: model class {name!r} is not one of petct_pipeline.models' ({models.__all__})")
+    return getattr(models, name).from_pretrained(str(folder), use_safetensors=True)
 
 
 def load_component_weights(module: torch.nn.Module, folder: Path) -> None:

@@ -11,12 +11,15 @@ from petct_pipeline.errors import InputError
 
 from .options import check_int
 
-__all__ = ["GridOptions", "SamplingValidation", "STAGE_SET_UNET_KEYS", "check_unet_kwargs"]
+__all__ = ["GridOptions", "SamplingValidation", "STAGE_SET_UNET_KEYS", "UNET_CLASSES", "build_unet",
+           "check_unet_kwargs"]
 
 _PREPROCESS_DEFAULTS = PreprocessConfig()
 
 #: PETCTUNet3DModel arguments a generator stage derives itself (channels, embedding size)
 STAGE_SET_UNET_KEYS = ("in_channels", "out_channels", "conditioning_channels", "embedding_dim")
+#: ``<stage>.unet.class`` values: the FiLM UNet (default) or EDM2's magnitude-preserving one
+UNET_CLASSES = ("PETCTUNet3DModel", "PETCTMPUNet3DModel")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,17 @@ class SamplingValidation:
     def __post_init__(self) -> None:
         check_int(self.num_inference_steps, "validation.num_inference_steps", 1)
         check_int(self.seed, "validation.seed", 0)
+
+
+def build_unet(spec: Mapping[str, Any], stage: str, **stage_kwargs: Any):
+    """The UNet of ``<stage>.unet``: ``{class: one of UNET_CLASSES (default PETCTUNet3DModel), **its kwargs}``."""
+    from petct_pipeline import models
+
+    spec = dict(spec)
+    name = spec.pop("class", UNET_CLASSES[0])
+    if name not in UNET_CLASSES:
+        raise InputError(f"{stage}.unet.class must be one of {UNET_CLASSES}, got {name!r}")
+    return getattr(models, name)(**stage_kwargs, **spec)
 
 
 def check_unet_kwargs(unet: Mapping[str, Any], stage: str, reason: str) -> None:

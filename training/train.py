@@ -21,6 +21,15 @@ from there. Output::
     OUTPUT/init_weights.json                the --init_weights source, when the run started from one
     OUTPUT/train_log.json, logs/loss.jsonl  world size, runs, resumes; loss every log_steps
     OUTPUT/validation/*.png                 samples every validation_steps and at the end
+    OUTPUT/posthoc_ema/phema-<step>-<std>.safetensors
+                                            power-function EMA snapshots (training.posthoc_ema.snapshot_steps > 0);
+                                            `python -m training.posthoc_ema` rebuilds any EMA length from them
+
+EDM2 options (Karras et al. 2024): ``<stage>.unet.class: PETCTMPUNet3DModel`` (magnitude-preserving
+UNet, whose forced weight normalisation runs here after every optimiser step), ``<stage>.loss.
+learned_weighting``, ``training.lr_scheduler: edm2_inverse_sqrt`` with ``lr_ref_steps``, and
+``training.posthoc_ema``. GPU options: ``mixed_precision`` (accelerate autocast), ``compile``,
+``allow_tf32``, ``adam_fused``, ``gradient_checkpointing`` (both UNets).
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ import torch
 
 from training.config import TrainConfig, TrainingOptions, load_config, training_options
 from training.edm import make_generator
+from training.lr_schedule import EDM2_SCHEDULE, edm2_lr_scheduler
+from training.power_ema import PowerFunctionEMA
 from training.script_errors import report_user_errors
 from training.stages import available_stages, get_stage
 from training.step_sampler import StepBatchSampler, item_seed
@@ -84,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override training.lr_scheduler (a diffusers.optimization name, e.g. linear, cosine); "
                         "on resume the new schedule continues from the checkpoint's step: a cool-down")
     parser.add_argument("--seed", type=int, default=None, help="override the config seed")
+    parser.add_argument("--max_train_seconds", type=float, default=None,
+                        help="stop cleanly (checkpoint, EMA snapshots, weights) once this run has trained this long: "
+                             "equal-compute comparisons; resume later with --resume_from_checkpoint latest")
     return parser.parse_args(argv)
 
 
@@ -206,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     from petct_pipeline.data.scan import scan_dataset
     from petct_pipeline.demographic_range import DemographicRange
     from petct_pipeline.io import write_json
+    from petct_pipeline.models.mp_layers import force_weight_normalization
 
     loaded = load_config(args.config)
     stage_cls = get_stage(args.stage)
@@ -234,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+    if options.allow_tf32 and accelerator.device.type == "cuda":  # TF32 tensor cores for fp32 matmuls/convs
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     set_seed(seed)  # identical initial weights on every rank
 
     stage = stage_cls(config, accelerator)
@@ -257,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         initialised = json.loads((output_dir / INIT_WEIGHTS_FILE).read_text())
     if options.gradient_checkpointing:
         stage.enable_gradient_checkpointing(model)
+    magnitude_preserving = force_weight_normalization(model) > 0  # EDM2 eq. 66, also before the first step
+    if options.compile:
+        stage.compile_model(model, options.compile_backend)
     ema = EMAModel(
         model.parameters(), decay=options.ema.decay, use_ema_warmup=options.ema.use_warmup,
         power=options.ema.power, inv_gamma=options.ema.inv_gamma, update_after_step=options.ema.update_after_step,
@@ -264,19 +285,29 @@ def main(argv: list[str] | None = None) -> int:
     learning_rate = options.learning_rate
     if options.scale_lr:
         learning_rate *= options.batch_size * options.gradient_accumulation_steps * world
+    fused = options.adam_fused if options.adam_fused is not None else accelerator.device.type == "cuda"
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=learning_rate, betas=(options.adam_beta1, options.adam_beta2),
-        weight_decay=options.adam_weight_decay, eps=options.adam_epsilon,
+        weight_decay=options.adam_weight_decay, eps=options.adam_epsilon, fused=fused,
     )
-    lr_scheduler = get_scheduler(
-        options.lr_scheduler, optimizer=optimizer,
-        num_warmup_steps=options.lr_warmup_steps * world, num_training_steps=options.max_train_steps * world,
-    )
+    if options.lr_scheduler == EDM2_SCHEDULE:  # steps * world: accelerate steps a prepared scheduler per process
+        lr_scheduler = edm2_lr_scheduler(optimizer, options.lr_warmup_steps * world, options.lr_ref_steps * world)
+    else:
+        lr_scheduler = get_scheduler(
+            options.lr_scheduler, optimizer=optimizer,
+            num_warmup_steps=options.lr_warmup_steps * world, num_training_steps=options.max_train_steps * world,
+        )
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     ema.to(accelerator.device)
     state = TrainState()
     accelerator.register_for_checkpointing(ema)
     accelerator.register_for_checkpointing(state)
+    posthoc = options.posthoc_ema
+    phema = None
+    if posthoc.snapshot_steps:  # registered last, so checkpoints of runs without it still load
+        phema = PowerFunctionEMA(accelerator.unwrap_model(model).named_parameters(), posthoc.stds)
+        accelerator.register_for_checkpointing(phema)
+    phema_dir = output_dir / "posthoc_ema"
 
     resumed: dict[str, Any] | None = None
     if args.resume_from_checkpoint:
@@ -364,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                     disable=not accelerator.is_local_main_process)
     model.train()
     last_checkpoint = start_step if resumed else -1
+    last_snapshot = -1
     window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
     started = time.perf_counter()
     micro_step = start_step * accumulation
@@ -379,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if magnitude_preserving and accelerator.sync_gradients:
+                force_weight_normalization(model)  # EDM2 eq. 66: weights back to unit norm after the update
         micro_step += 1
         window_loss += float(loss.detach())
         window_count += 1
@@ -389,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         state.global_step += 1
         progress.update(1)
         step = state.global_step
+        if phema is not None:
+            phema.update(step)
+            if accelerator.is_main_process and (step % posthoc.snapshot_steps == 0 or step == options.max_train_steps):
+                phema.snapshot(phema_dir, step)
+                last_snapshot = step
         if step % options.log_steps == 0 or step == options.max_train_steps:
             mean = accelerator.gather(torch.tensor([window_loss / window_count], device=accelerator.device)).mean()
             elapsed = time.perf_counter() - window_start
@@ -412,8 +451,16 @@ def main(argv: list[str] | None = None) -> int:
             validate()
         if step >= options.max_train_steps:
             break
+        if args.max_train_seconds is not None:
+            over = torch.tensor([float(time.perf_counter() - started > args.max_train_seconds)],
+                                device=accelerator.device)
+            if float(accelerator.reduce(over, reduction="sum")) > 0:  # every rank stops at the same step
+                logger.info("time budget of %.0f s reached at step %d", args.max_train_seconds, step)
+                break
     progress.close()
     seconds = time.perf_counter() - started
+    if phema is not None and accelerator.is_main_process and last_snapshot != state.global_step:
+        phema.snapshot(phema_dir, state.global_step)
 
     if last_checkpoint != state.global_step:
         save_checkpoint()

@@ -24,6 +24,7 @@ from ..errors import InputError
 from .demographic_encoder import DemographicEncoder
 from .demographic_prior import DemographicPrior
 from .unet_3d import PETCTUNet3DModel
+from .unet_3d_mp import PETCTMPUNet3DModel
 
 __all__ = [
     "KnownVoxels",
@@ -118,7 +119,7 @@ class Stage1Denoiser:
     serves the pipeline, training's validation and any custom sampler.
     """
 
-    def __init__(self, unet: PETCTUNet3DModel, demographic_encoder: DemographicEncoder, scheduler,
+    def __init__(self, unet: PETCTUNet3DModel | PETCTMPUNet3DModel, demographic_encoder: DemographicEncoder, scheduler,
                  demographic_prior: DemographicPrior | None = None,
                  training_range: DemographicRange | None = None) -> None:
         self.unet = unet

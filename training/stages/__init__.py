@@ -133,6 +133,10 @@ class Stage(ABC):
             if getattr(module, "_supports_gradient_checkpointing", False):
                 module.enable_gradient_checkpointing()
 
+    def compile_model(self, model: torch.nn.Module, backend: str = "inductor") -> None:
+        """``torch.compile`` the network in place (``nn.Module.compile``: parameter names, checkpoints unchanged)."""
+        getattr(model, "unet", model).compile(backend=backend)
+
     def validate(self, model: torch.nn.Module, step: int, out_dir: Path) -> Path | None:
         """Save validation images for ``model`` (unwrapped, EMA weights); return the file or None."""
         return None

@@ -22,13 +22,14 @@ from petct_pipeline.data.study import ScanResult
 from petct_pipeline.demographics import Demographics
 from petct_pipeline.errors import InputError
 from petct_pipeline.intensity import from_model_space
-from petct_pipeline.models import DemographicEncoder, PETCTUNet3DModel
+from petct_pipeline.models import DemographicEncoder
 from petct_pipeline.models.denoiser import Stage1Denoiser, sample_with_scheduler
 
 from ..config import TrainConfig
 from ..edm import EDMLossConfig, edm_loss
+from ..loss_weighting import LearnedLossWeighting
 from ..options import check_number
-from ..stage_options import GridOptions, SamplingValidation, check_unet_kwargs
+from ..stage_options import GridOptions, SamplingValidation, build_unet, check_unet_kwargs
 from ..validation_images import save_validation_png
 from . import Stage, build_scheduler
 
@@ -56,7 +57,7 @@ class BaseOptions:
     """The ``base:`` section."""
 
     grid: GridOptions = field(default_factory=GridOptions)
-    unet: dict[str, Any] = field(default_factory=dict)  # PETCTUNet3DModel kwargs but the stage-set ones
+    unet: dict[str, Any] = field(default_factory=dict)  # {class: a UNET_CLASSES name, **its kwargs but the stage-set}
     scheduler: dict[str, Any] = field(default_factory=dict)  # {class: an EDM scheduler, **its kwargs}
     loss: EDMLossConfig = field(default_factory=EDMLossConfig)
     cfg_dropout: float = 0.1  # fraction of rows trained with the null embedding (classifier-free guidance)
@@ -70,17 +71,25 @@ class BaseOptions:
 
 
 class BaseDenoiser(nn.Module):
-    """Encoder + UNet as one module, so one DDP wrapper, one optimiser and one EMA cover both."""
+    """Encoder + UNet (+ EDM2's loss weighting) as one module: one DDP wrapper, optimiser and EMA cover all.
 
-    def __init__(self, unet: PETCTUNet3DModel, encoder: DemographicEncoder) -> None:
+    With a ``loss_weighting`` module the forward pass returns ``(F, u(sigma))`` (see training/edm.py).
+    """
+
+    def __init__(self, unet: nn.Module, encoder: DemographicEncoder,
+                 loss_weighting: LearnedLossWeighting | None = None) -> None:
         super().__init__()
         self.unet = unet
         self.encoder = encoder
+        self.loss_weighting = loss_weighting
 
     def forward(self, sample: torch.Tensor, c_noise: torch.Tensor, features: torch.Tensor, drop: torch.Tensor):
         # drop is always given (even all False) so the null embedding is always in the graph (DDP needs that)
         embedding = self.encoder(features, drop=drop).embedding
-        return self.unet(sample, c_noise, encoder_embedding=embedding).sample
+        raw = self.unet(sample, c_noise, encoder_embedding=embedding).sample
+        if self.loss_weighting is None:
+            return raw
+        return raw, self.loss_weighting(c_noise)
 
 
 class CachedVolumes(Dataset):
@@ -131,15 +140,15 @@ class BaseStage(Stage):
 
     def build_model(self) -> nn.Module:
         encoder = DemographicEncoder(**self.config.encoder)
-        unet = PETCTUNet3DModel(
-            in_channels=2, out_channels=2, conditioning_channels=0,
-            embedding_dim=encoder.config.embedding_dim, **self.options.unet,
-        )
+        unet = build_unet(self.options.unet, self.name, in_channels=2, out_channels=2, conditioning_channels=0,
+                          embedding_dim=encoder.config.embedding_dim)
         shape = tuple(self.preprocess_config(self.grid).shape)
         if any(n % unet.spatial_multiple for n in shape):
             raise InputError(f"base.grid.shape {list(shape)} must be divisible by {unet.spatial_multiple} "
                              f"(2 ** (len(block_out_channels) - 1))")
-        return BaseDenoiser(unet, encoder)
+        loss = self.options.loss
+        return BaseDenoiser(unet, encoder,
+                            LearnedLossWeighting(loss.weighting_channels) if loss.learned_weighting else None)
 
     def loss(self, model, batch, generator):
         volume = batch["volume"].to(self.device, non_blocking=True)
@@ -185,7 +194,8 @@ class BaseStage(Stage):
         return {
             "grid": self.grid.to_dict(),
             "cfg_dropout": self.options.cfg_dropout,
-            "loss": {"P_mean": self.options.loss.P_mean, "P_std": self.options.loss.P_std},
+            "loss": {"P_mean": self.options.loss.P_mean, "P_std": self.options.loss.P_std,
+                     "learned_weighting": self.options.loss.learned_weighting},
         }
 
 

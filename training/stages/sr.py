@@ -31,12 +31,12 @@ from petct_pipeline.data.study import ScanResult
 from petct_pipeline.errors import InputError
 from petct_pipeline.geometry import coordinate_grid
 from petct_pipeline.intensity import from_model_space
-from petct_pipeline.models import PETCTUNet3DModel
 
 from ..config import TrainConfig
 from ..edm import EDMLossConfig, edm_loss
+from ..loss_weighting import LearnedLossWeighting
 from ..options import check_number, from_mapping
-from ..stage_options import GridOptions, SamplingValidation, check_unet_kwargs
+from ..stage_options import GridOptions, SamplingValidation, build_unet, check_unet_kwargs
 from ..validation_images import save_validation_png
 from . import Stage, build_scheduler
 
@@ -49,7 +49,7 @@ class SROptions:
 
     grid: GridOptions = field(default_factory=GridOptions)
     patch_size: tuple[int, int, int] | None = None  # training patch in fine voxels; default: the whole grid
-    unet: dict[str, Any] = field(default_factory=dict)  # PETCTUNet3DModel kwargs but the stage-set ones
+    unet: dict[str, Any] = field(default_factory=dict)  # {class: a UNET_CLASSES name, **its kwargs but the stage-set}
     # {class: an EDM scheduler, **its kwargs}; sigma_data "auto" = the residual's standard deviation in the data
     scheduler: dict[str, Any] = field(default_factory=dict)
     loss: EDMLossConfig = field(default_factory=EDMLossConfig)
@@ -84,12 +84,18 @@ def upsample_box(low: np.ndarray, scale: int, start: tuple[int, int, int], size:
 
 
 class SRDenoiser(nn.Module):
-    def __init__(self, unet: PETCTUNet3DModel) -> None:
+    """The SR UNet (+ EDM2's loss weighting, whose forward then returns ``(F, u(sigma))``)."""
+
+    def __init__(self, unet: nn.Module, loss_weighting: LearnedLossWeighting | None = None) -> None:
         super().__init__()
         self.unet = unet
+        self.loss_weighting = loss_weighting
 
-    def forward(self, sample: torch.Tensor, c_noise: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
-        return self.unet(sample, c_noise, conditioning=conditioning).sample
+    def forward(self, sample: torch.Tensor, c_noise: torch.Tensor, conditioning: torch.Tensor):
+        raw = self.unet(sample, c_noise, conditioning=conditioning).sample
+        if self.loss_weighting is None:
+            return raw
+        return raw, self.loss_weighting(c_noise)
 
 
 class PatchPairs(Dataset):
@@ -181,12 +187,13 @@ class SRStage(Stage):
         return round(max(math.sqrt(squares / count), 1e-3), 4)
 
     def build_model(self) -> nn.Module:
-        unet = PETCTUNet3DModel(in_channels=2, out_channels=2, conditioning_channels=5, embedding_dim=0,
-                                **self.options.unet)
+        unet = build_unet(self.options.unet, self.name, in_channels=2, out_channels=2, conditioning_channels=5,
+                          embedding_dim=0)
         if any(p % unet.spatial_multiple for p in self.patch):
             raise InputError(f"sr.patch_size {list(self.patch)} must be divisible by {unet.spatial_multiple} "
                              "(2 ** (len(block_out_channels) - 1))")
-        return SRDenoiser(unet)
+        loss = self.options.loss
+        return SRDenoiser(unet, LearnedLossWeighting(loss.weighting_channels) if loss.learned_weighting else None)
 
     def loss(self, model, batch, generator):
         fine = batch["fine"].to(self.device, non_blocking=True)
