@@ -175,10 +175,13 @@ def apply_learning_rate(lr_scheduler, learning_rate: float) -> list[float]:
 
 
 def checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """The complete checkpoints, by step. A checkpoint is written under a temporary name and renamed
+    when its state file is in, so a kill while saving leaves no ``checkpoint-<step>`` to resume from."""
     folder = output_dir / CHECKPOINT_DIR
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / STATE_FILE).is_file()]
     return sorted(found)
 
 
@@ -362,16 +365,24 @@ def main(argv: list[str] | None = None) -> int:
     validation_dir = output_dir / "validation"
 
     def save_checkpoint() -> Path:
+        # written whole under a temporary name, then renamed; older ones go only once the new one is in,
+        # so a kill at any moment leaves the last complete checkpoint to resume from
         path = output_dir / CHECKPOINT_DIR / f"checkpoint-{state.global_step}"
-        if accelerator.is_main_process and options.checkpoints_total_limit is not None:
-            existing = checkpoints(output_dir)
-            for _, old in existing[: max(0, len(existing) + 1 - options.checkpoints_total_limit)]:
-                shutil.rmtree(old, ignore_errors=True)
+        partial = path.with_name(f".{path.name}.partial")
+        if accelerator.is_main_process and partial.exists():
+            shutil.rmtree(partial)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(path))
+        accelerator.save_state(str(partial))
         if accelerator.is_main_process:
             write_json({"step": state.global_step, "world_size": world, "stage": args.stage,
-                        **state_fingerprints(accelerator.unwrap_model(model), optimizer, ema)}, path / STATE_FILE)
+                        **state_fingerprints(accelerator.unwrap_model(model), optimizer, ema)}, partial / STATE_FILE)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(partial, path)
+            if options.checkpoints_total_limit is not None:
+                existing = checkpoints(output_dir)
+                for _, old in existing[: max(0, len(existing) - options.checkpoints_total_limit)]:
+                    shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
         logger.info("saved %s", path)
         return path
