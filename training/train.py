@@ -373,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(partial)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()  # every rank's RNG state is in before the folder is renamed
         if accelerator.is_main_process:
             write_json({"step": state.global_step, "world_size": world, "stage": args.stage,
                         **state_fingerprints(accelerator.unwrap_model(model), optimizer, ema)}, partial / STATE_FILE)
