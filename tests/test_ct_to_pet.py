@@ -376,7 +376,9 @@ def test_demographics_that_contradict_the_ct_give_one_warning_line_and_still_the
         expected = AxialProfiles(body=np.concatenate([np.zeros(30), scale * own.body, np.zeros(40)]),
                                  lung=np.concatenate([np.zeros(30), scale * own.lung, np.zeros(40)]))
         monkeypatch.setattr(ct_to_pet, "expected_profiles", lambda *args, expected=expected: expected)
-        logging.getLogger().handlers.clear()  # main() installs a stderr handler, as the installed command does
+        # main() installs a stderr handler, as the installed command does, where the root logger has none;
+        # monkeypatch restores pytest's handlers afterwards (a handler left on a closed capture breaks later tests)
+        monkeypatch.setattr(logging.getLogger(), "handlers", [])
         code, out = run_generate(tmp_path, tiny_pipeline_dir, path, out_name=f"out{scale:g}")
         err = [line for line in capsys.readouterr().err.splitlines() if "body size" in line]
         assert code == 0 and (out / "pet_suv.nii.gz").is_file()
