@@ -123,7 +123,7 @@ def load_nifti(path: str | os.PathLike, dtype: np.dtype | type = np.float32, can
                ) -> tuple[np.ndarray, np.ndarray]:
     """Read a NIfTI file reoriented to canonical RAS+ (``canonical=False``: on its own grid); returns (array, affine).
 
-A file that is not a usable image (unreadable, truncated, a non-finite affine, an empty axis, a
+A file that is not a usable image (unreadable, truncated, a non-finite or singular affine, an empty axis, a
 header declaring more data than exists) raises ``InputError`` naming the path; a missing file
 stays ``FileNotFoundError``.
 
@@ -136,6 +136,9 @@ stays ``FileNotFoundError``.
         shape = tuple(int(n) for n in image.shape)
         if not np.all(np.isfinite(image.affine)):
             raise InputError(f"{path} has a non-finite affine (NaN or inf in its sform/qform); it places no voxel")
+        if np.linalg.matrix_rank(image.affine[:3, :3]) < 3:
+            raise InputError(f"{path} has a singular affine (a voxel axis with no extent or direction in its "
+                             "sform/qform); it has no orientation")
         if 0 in shape:
             raise InputError(f"{path} has an empty axis: shape {shape}")
         needed = int(image.header.get_data_offset()) + math.prod(shape) * image.get_data_dtype().itemsize

@@ -208,6 +208,7 @@ def _image_bytes(shape=(4, 4, 4), affine=None, dims=None) -> bytes:
 @pytest.mark.parametrize("name,raw,fragment", [
     ("t.nii.gz", gzip.compress(_image_bytes())[:-30], "is not a readable NIfTI image"),
     ("n.nii", _image_bytes(affine=np.diag([2.0, np.nan, 2.0, 1.0])), "has a non-finite affine"),
+    ("s.nii", _image_bytes(affine=np.diag([2.0, 0.0, 2.0, 1.0])), "has a singular affine"),
     ("e.nii", _image_bytes(shape=(4, 0, 4)), "has an empty axis"),
     ("h.nii", _image_bytes(dims=(3, 32767, 32767, 32767)), "is truncated: its header needs"),
     ("h.nii.gz", gzip.compress(_image_bytes(dims=(3, 30000, 30000, 30000))), "more than a [0-9]+-byte gzip file"),
@@ -215,7 +216,8 @@ def _image_bytes(shape=(4, 4, 4), affine=None, dims=None) -> bytes:
 ])
 def test_nifti_defects_found_by_fuzzing(tmp_path, name, raw, fragment):
     """Found by the properties above: EOFError, zlib.error, OverflowError and nibabel tracebacks from
-    ``petct evaluate`` and ``petct export``, NaN affines or empty axes passed on to the metrics, and (long
+    ``petct evaluate`` and ``petct export``, NaN affines or empty axes passed on to the metrics, a singular
+    affine that reached ``petct lesions``' reorientation as nibabel's OrientationError (long profile), and (long
     profile) a .nii.gz whose header declares ~40 GB: it was allocated and filled until the kernel killed it."""
     from petct_pipeline.errors import InputError
 
