@@ -296,12 +296,12 @@ def _input_box(model: OrganSegmentationModel, body: np.ndarray, top_mm: float | 
                ) -> tuple[slice, slice, slice]:
     """Where the network input lies in the model grid (``body`` is not empty)."""
     whole = tuple(slice(0, n) for n in body.shape)
-    box = _bounding_box(body) if model.input_region == "body" else whole
+    body_box = _bounding_box(body)
+    box = body_box if model.input_region == "body" else whole
     if top_mm is None:
         return box
-    body_slices = _bounding_box(body)[2]
     slices = max(1, int(np.ceil(top_mm / model.spacing_mm)))
-    keep = slice(max(body_slices.start, body_slices.stop - slices), body_slices.stop)
+    keep = slice(max(body_box[2].start, body_box[2].stop - slices), body_box[2].stop)
     if model.input_region == "grid":
         return (whole[0], whole[1], keep)
     top = np.zeros_like(body)
