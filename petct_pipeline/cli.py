@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import USER_ERRORS, InputError, is_bad_path, is_write_failure
+from .errors import USER_ERRORS, InputError, one_line, user_error_line
 
 __all__ = ["main", "build_parser", "UsageError", "one_line"]
 
@@ -43,12 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(text: str) -> str:
-    """``text`` with line breaks and other unprintable characters escaped (a path may hold any of them),
-    so an error stays one line for whoever reads or parses stderr."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def _check_no_nul(args: argparse.Namespace) -> None:
     """No file name holds a NUL character; os calls would fail with a ValueError naming no flag."""
     for name, value in vars(args).items():
@@ -69,15 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_no_nul(args)
         return int(args.func(args) or 0)
-    except USER_ERRORS as error:
-        print(f"petct {args.command}: error: {one_line(str(error))}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        if not (is_write_failure(error) or is_bad_path(error)):
+    except (*USER_ERRORS, OSError) as error:
+        line = user_error_line(error)
+        if line is None:
             raise
-        verb = "cannot write" if is_write_failure(error) else "cannot use the path"
-        where = f"{verb} {error.filename}" if error.filename else verb
-        print(f"petct {args.command}: error: {one_line(where)}: {error.strerror or error}", file=sys.stderr)
+        print(f"petct {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"petct {args.command}: interrupted", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 
 __all__ = ["InputError", "InputTypeError", "ModelLoadError", "USER_ERRORS", "WRITE_ERRNOS", "BAD_PATH_ERRNOS",
-           "is_write_failure", "is_bad_path"]
+           "is_write_failure", "is_bad_path", "one_line", "user_error_line"]
 
 
 class InputError(ValueError):
@@ -55,3 +55,25 @@ BAD_PATH_ERRNOS: frozenset[int] = frozenset({errno.ENAMETOOLONG, errno.ELOOP})
 def is_bad_path(error: BaseException) -> bool:
     """Whether ``error`` is the system refusing a path the user gave (see ``BAD_PATH_ERRNOS``)."""
     return isinstance(error, OSError) and error.errno in BAD_PATH_ERRNOS
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other unprintable characters escaped (a path may hold any of them),
+    so an error stays one line for whoever reads or parses stderr."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def user_error_line(error: BaseException, user_errors: tuple[type[BaseException], ...] = USER_ERRORS
+                    ) -> str | None:
+    """The one line a front end prints for ``error`` (then exit code 2), or None when it is a bug (traceback).
+
+    A user error is its message; a write the machine refuses or a path it cannot use names the path
+    and the system's reason (``cannot write PATH: No space left on device``).
+    """
+    if isinstance(error, user_errors):
+        return one_line(str(error))
+    if is_write_failure(error) or is_bad_path(error):
+        verb = "cannot write" if is_write_failure(error) else "cannot use the path"
+        where = f"{verb} {error.filename}" if getattr(error, "filename", None) else verb
+        return one_line(f"{where}: {getattr(error, 'strerror', None) or error}")
+    return None

@@ -83,6 +83,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path)
         staging.rename(path)
+    except OSError as error:
+        written = Path(error.filename) if error.errno is not None and error.filename else None
+        if written is not None and (written == staging or written.is_relative_to(staging)):
+            # the staging name means nothing to the user: name the file in the folder being written
+            raise OSError(error.errno, error.strerror or str(error), str(path / written.relative_to(staging))
+                          ) from error
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

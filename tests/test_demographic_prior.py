@@ -9,7 +9,7 @@ from diffusers import EDMEulerScheduler
 
 from petct_pipeline import DemographicPrior, Demographics, PETCTPipeline
 from petct_pipeline.geometry import body_slices
-from tests.helpers.pipelines import make_tiny_pipeline
+from tests.helpers.pipelines import make_tiny_pipeline, save_prior_ready_pipeline
 
 WOMAN = Demographics(age=63, sex="F", weight=70, height=165)
 MAN = Demographics(age=35, sex="M", weight=90, height=185)
@@ -143,10 +143,7 @@ def phantom_population(tmp_path_factory):
 def test_fit_prior_script_adds_the_prior_and_keeps_everything_else(phantom_population, tmp_path, capsys):
     from training.fit_prior import main
 
-    pipeline_dir = tmp_path / "pipeline"  # the tiny pipeline on a grid the phantoms can be cached at
-    PETCTPipeline(**make_tiny_pipeline().components, base_shape=(8, 8, 16), base_spacing=16.0,
-                  sr_scale=2).save_pretrained(pipeline_dir)
-    (pipeline_dir / "README.md").write_text("# card\n")
+    pipeline_dir = save_prior_ready_pipeline(tmp_path / "pipeline")
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"name": "t", "data": {"preprocess": {"include_organs": False},
                                                          "preprocess_workers": 0}}))

@@ -185,3 +185,104 @@ def test_kill_9_of_the_phantom_writer_at_random_moments(tmp_path):
         assert snapshot(out) == expected
         shutil.rmtree(out)
     _report("phantom (kill -9)", len(expected), 3)
+
+
+# ----------------------------------------------------------------------------------- prior fitting (fit_prior.py)
+@pytest.fixture(scope="module")
+def prior_inputs(tmp_path_factory):
+    """``training/fit_prior.py``'s arguments but ``--out``: the tiny pipeline, 6 phantoms, a config, a cache."""
+    from tests.helpers.pipelines import save_prior_ready_pipeline
+
+    root = tmp_path_factory.mktemp("prior")
+    population = root / "population"  # the prior needs more subjects than demographic features (5)
+    assert main(["phantom", "--n", "6", "--spacing", "12", "--seed", "3", "--out", str(population)]) == 0
+    config = root / "config.json"
+    config.write_text(json.dumps({"name": "t", "data": {"preprocess": {"include_organs": False},
+                                                         "preprocess_workers": 0}}))
+    return ["--pipeline", str(save_prior_ready_pipeline(root / "pipeline")), "--data_dir", str(population),
+            "--config", str(config), "--cache_dir", str(root / "cache")]
+
+
+def _half_written_then(code: int, path) -> OSError:
+    return OSError(code, os.strerror(code), str(path))
+
+
+def _fail_copy(monkeypatch, code):
+    """The model card copied into the new folder: the disk fills half-way through it."""
+    real = shutil.copy2
+
+    def copy2(src, dst, **kwargs):
+        real(src, dst, **kwargs)
+        Path(dst).write_bytes(Path(dst).read_bytes()[: Path(dst).stat().st_size // 2])
+        raise _half_written_then(code, dst)
+    monkeypatch.setattr(shutil, "copy2", copy2)
+
+
+def _fail_provenance(monkeypatch, code):
+    """The provenance record, the folder's last file."""
+    real = Path.write_text
+
+    def write_text(self, data, *args, **kwargs):
+        if self.name == "training_provenance.json":
+            real(self, data[: len(data) // 2], *args, **kwargs)
+            raise _half_written_then(code, self)
+        return real(self, data, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def _fail_publish(monkeypatch, code):
+    """The whole folder complete under its temporary name, the rename into place refused."""
+    real = Path.rename
+
+    def rename(self, target):
+        if Path(target).name == "with_prior":
+            raise _half_written_then(code, target)
+        return real(self, target)
+    monkeypatch.setattr(Path, "rename", rename)
+
+
+@pytest.mark.parametrize("fault", [_fail_copy, _fail_provenance, _fail_publish], ids=["copy", "provenance", "publish"])
+def test_fit_prior_a_refused_write_leaves_no_folder_then_a_rerun(fault, prior_inputs, tmp_path, monkeypatch, capsys):
+    """The prior's pipeline folder is staged and renamed: a fault anywhere leaves ``--out`` absent, nothing hidden."""
+    from training.fit_prior import main as fit_prior
+
+    assert fit_prior([*prior_inputs, "--out", str(tmp_path / "baseline" / "with_prior")]) == 0
+    expected = snapshot(tmp_path / "baseline" / "with_prior")
+    code = CODES[[_fail_copy, _fail_provenance, _fail_publish].index(fault)]
+    out = tmp_path / "faulted" / "with_prior"
+    with monkeypatch.context() as patch:
+        fault(patch, code)
+        capsys.readouterr()
+        assert fit_prior([*prior_inputs, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # after diffusers' loading progress bar
+    assert error.startswith("fit_prior.py: error: ") and str(out) in error and os.strerror(code) in error, error
+    assert ".with_prior." not in error, "the error names the staging folder, not the one being written"
+    assert not out.exists() and hidden_leftovers(out.parent) == [], hidden_leftovers(out.parent)
+    assert fit_prior([*prior_inputs, "--out", str(out)]) == 0
+    assert snapshot(out) == expected
+    _report(f"fit_prior ({fault.__name__})", len(expected), 1)
+
+
+@pytest.mark.slow
+def test_kill_9_of_fit_prior_at_random_moments(prior_inputs, tmp_path):
+    """fit_prior.py killed at a random moment leaves ``--out`` absent or whole; a rerun gives the same bytes."""
+    argv = [sys.executable, "training/fit_prior.py", *prior_inputs]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    repo = Path(__file__).resolve().parent.parent
+    started = time.monotonic()
+    subprocess.run([*argv, "--out", str(tmp_path / "baseline")], check=True, env=env, cwd=repo, capture_output=True)
+    duration = time.monotonic() - started
+    expected = snapshot(tmp_path / "baseline")
+    rng = random.Random(os.environ.get("PETCT_FAULT_SEED", "25"))
+    for attempt in range(3):
+        out = tmp_path / f"killed{attempt}" / "with_prior"
+        process = subprocess.Popen([*argv, "--out", str(out)], env=env, cwd=repo, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 1.0) * duration)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not out.exists() or snapshot(out) == expected, f"killed run {attempt} left a partial {out}"
+        subprocess.run([*argv, "--out", str(out), "--overwrite"], check=True, env=env, cwd=repo,
+                       capture_output=True)
+        assert snapshot(out) == expected
+    _report("fit_prior (kill -9)", len(expected), 3)

@@ -163,3 +163,22 @@ def test_a_fractional_step_count_is_refused_not_rounded():
     with pytest.raises(gr.Error, match="Super-resolution steps must be a whole number"):
         sampling_from_inputs(0, 2, 1.5, 1.0, 0.6)
     assert sampling_from_inputs(3, 2.0, 1, 1.0, 0.6)[:3] == (3, 2, 1)
+
+
+def test_download_folders_older_than_the_age_limit_are_removed_when_a_new_one_is_made(tmp_path, monkeypatch):
+    """The Space writes each generation's downloads to a fresh folder; the next generation removes stale ones."""
+    import os
+    import time
+
+    import app
+
+    monkeypatch.setattr(app, "OUTPUT_ROOT", tmp_path / "petct-space")
+    stale, recent = app.new_output_dir(), app.new_output_dir()
+    (stale / "pet_suv.nii.gz").write_bytes(b"x" * 1024)
+    (recent / "pet_suv.nii.gz").write_bytes(b"x" * 1024)
+    old = time.time() - app.OUTPUT_MAX_AGE_S - 60
+    os.utime(stale, (old, old))
+    fresh = app.new_output_dir()
+    assert not stale.exists(), "a download folder past OUTPUT_MAX_AGE_S was kept"
+    assert recent.is_dir() and (recent / "pet_suv.nii.gz").is_file() and fresh.is_dir()
+    assert sorted(p.name for p in (tmp_path / "petct-space").iterdir()) == sorted([recent.name, fresh.name])

@@ -253,11 +253,6 @@ def test_init_weights_loads_a_stage_output_and_rejects_another_architecture(tmp_
         other.init_from_pretrained(other.build_model(), tmp_path / "run")
     with pytest.raises(NotADirectoryError, match="--init_weights .*missing: no such folder"):
         stage.init_from_pretrained(fresh, tmp_path / "missing")
-    seg_config = load_config(REPO / "training" / "configs" / "seg_phantom.yaml")
-    seg_section = {**seg_config.stages["seg"], "validation": {}}  # its held-out folder: local data, not in a clone
-    seg_config = dataclasses.replace(seg_config, stages={**seg_config.stages, "seg": seg_section})
-    with pytest.raises(ValueError, match="--init_weights is not supported by stage 'seg'"):
-        get_stage("seg")(seg_config, Accelerator(cpu=True)).init_from_pretrained(torch.nn.Linear(1, 1), tmp_path)
 
 
 def test_shipped_pipeline_seeds_both_stages_of_its_config():
@@ -275,3 +270,36 @@ def test_shipped_pipeline_seeds_both_stages_of_its_config():
         saved = load_file(str(shipped / component / "diffusion_pytorch_model.safetensors"))
         for key, value in model.unet.state_dict().items():
             assert torch.equal(value, saved[key]), key
+
+
+def _seg_stage(organs: list[str], block_out_channels: list[int]):
+    from accelerate import Accelerator
+
+    config = load_config(REPO / "training" / "configs" / "seg_phantom.yaml")
+    section = {**config.stages["seg"], "validation": {}, "organs": organs, "crop": [8, 8, 8], "input_stride": 1,
+               "unet": {"block_out_channels": block_out_channels, "attention_levels": [False, False],
+                        "norm_num_groups": 4}}
+    return get_stage("seg")(dataclasses.replace(config, stages={**config.stages, "seg": section}), Accelerator(cpu=True))
+
+
+def test_seg_init_weights_keeps_known_classes_and_adds_new_ones_below_background(tmp_path):
+    from petct_pipeline.models import OrganSegmentationModel
+    from training.seg_init import NEW_CLASS_BIAS_OFFSET
+
+    torch.manual_seed(0)
+    small = _seg_stage(["liver", "spleen"], [8, 16])
+    trained = small.build_model()
+    for parameter in trained.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)  # differs from any fresh initialisation
+    OrganSegmentationModel(trained, small.label_ids, 4.0, input_region="body").save_pretrained(tmp_path / "seg")
+
+    larger = _seg_stage(["liver", "gallbladder", "spleen"], [8, 16])  # gallbladder (id 4): between spleen 1, liver 5
+    fresh = larger.build_model()
+    info = larger.init_from_pretrained(fresh, tmp_path / "seg")
+    assert info["classes_added"] == [4] and info["classes_dropped"] == []
+    volume = torch.randn(1, 2, 8, 8, 8)
+    old, new = trained(volume, 0.0).sample, fresh(volume, 0.0).sample  # bg, spleen, liver | bg, spleen, gallbladder, liver
+    assert torch.allclose(new[:, [0, 1, 3]], old, atol=1e-5)
+    assert torch.allclose(new[:, 2], old[:, 0] + NEW_CLASS_BIAS_OFFSET, atol=1e-5)
+    with pytest.raises(ValueError, match="another network than the config: block_out_channels"):
+        _seg_stage(["liver"], [8, 8]).init_from_pretrained(_seg_stage(["liver"], [8, 8]).build_model(), tmp_path / "seg")

@@ -16,10 +16,11 @@ import torch
 
 from petct_pipeline.errors import InputError
 
-__all__ = ["load_component", "load_component_weights", "init_from_pretrained"]
+__all__ = ["architecture_differences", "load_component", "load_component_weights", "init_from_pretrained"]
 
 
-def _architecture_differences(module: torch.nn.Module, saved: dict[str, Any]) -> list[str]:
+def architecture_differences(module: torch.nn.Module, saved: dict[str, Any]) -> list[str]:
+    """``key: config X, saved Y`` for each config entry of ``module`` that a saved config.json sets otherwise."""
     current = dict(getattr(module, "config", {}) or {})
     differences = []
     for key, value in sorted(current.items()):
@@ -54,7 +55,7 @@ def load_component_weights(module: torch.nn.Module, folder: Path) -> None:
         raise FileNotFoundError(f"--init_weights: {weights} not found (expected a save_pretrained folder)")
     config_path = folder / "config.json"
     if config_path.is_file():
-        differences = _architecture_differences(module, json.loads(config_path.read_text()))
+        differences = architecture_differences(module, json.loads(config_path.read_text()))
         if differences:
             raise InputError(f"--init_weights: {folder} has another architecture than the config: "
                              + "; ".join(differences))

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from petct_pipeline.errors import USER_ERRORS as LIBRARY_USER_ERRORS
+from petct_pipeline.errors import user_error_line
 
 __all__ = ["USER_ERRORS", "report_user_errors"]
 
@@ -22,6 +23,9 @@ def report_user_errors(script: str, run: Callable[[], int]) -> int:
     """``run()``'s exit code, or 2 after printing a user error as one line on stderr."""
     try:
         return run()
-    except USER_ERRORS as error:
-        print(f"{script}: error: {error}", file=sys.stderr)
+    except (*USER_ERRORS, OSError) as error:  # OSError: a write the machine refuses (disk full, read-only)
+        line = user_error_line(error, USER_ERRORS)
+        if line is None:
+            raise
+        print(f"{script}: error: {line}", file=sys.stderr)
         return 2

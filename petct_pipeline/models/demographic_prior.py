@@ -98,6 +98,20 @@ class DemographicPrior(ModelMixin, ConfigMixin):
         picked = [PRIOR_CHANNELS.index(name) for name in prior.config.channels]
         targets = volumes[:, picked].double().reshape(count, -1)
         targets = targets - targets.mean(0)
-        slopes = torch.linalg.lstsq(centred, targets).solution
+        slopes = _normal_equation_slopes(centred, targets)
         prior.slopes.copy_(slopes.reshape(prior.slopes.shape).float())
         return prior
+
+
+def _normal_equation_slopes(centred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(F, V) least-squares slopes of (N, V) ``targets`` on (N, F) full-rank ``centred`` features, bit-reproducible.
+
+    ``torch.linalg.lstsq`` (LAPACK on the whole (N, V) right-hand side) differed in the last bit between two
+    processes fitting the same data (blocked kernels whose path depends on memory alignment), so a refit
+    did not reproduce a pipeline folder's bytes. The normal equations (X'X) b = X'y with the tiny F x F
+    system inverted once and every (F, V) product summed elementwise give the same bits every run; in
+    float64 with centred features their conditioning is ample for a handful of demographic features.
+    """
+    gram_inverse = torch.linalg.inv(sum(torch.outer(row, row) for row in centred))
+    cross = sum(row[:, None] * target[None, :] for row, target in zip(centred, targets))  # X'y, (F, V)
+    return sum(gram_inverse[:, f, None] * cross[f][None, :] for f in range(cross.shape[0]))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from petct_pipeline import PETCTPipeline
 
-__all__ = ["make_tiny_pipeline"]
+__all__ = ["make_tiny_pipeline", "save_prior_ready_pipeline"]
 
 
 def make_tiny_pipeline(seed: int = 0) -> PETCTPipeline:
@@ -53,3 +53,17 @@ def make_tiny_pipeline(seed: int = 0) -> PETCTPipeline:
         base_spacing=64.0,
         sr_scale=2,
     )
+
+
+def save_prior_ready_pipeline(path, card: str = "# card\n"):
+    """The tiny pipeline on a 16 mm stage-1 grid that 12 mm phantoms can be cached at, saved with a model card:
+    the input of ``training/fit_prior.py`` in tests (returns ``path``)."""
+    from pathlib import Path
+
+    from petct_pipeline import PETCTPipeline
+
+    path = Path(path)
+    PETCTPipeline(**make_tiny_pipeline().components, base_shape=(8, 8, 16), base_spacing=16.0,
+                  sr_scale=2).save_pretrained(path)
+    (path / "README.md").write_text(card)
+    return path

@@ -43,6 +43,7 @@ from petct_pipeline.organs import EVALUATION_ORGANS
 
 from ..config import TrainConfig
 from ..options import check_int, check_number
+from ..seg_init import init_segmenter
 from ..seg_loss import segmentation_loss
 from ..seg_validation import held_out_dice
 from ..stage_options import GridOptions
@@ -232,6 +233,11 @@ class SegStage(Stage):
             raise InputError(f"{name} {list(shape)} must be divisible by {multiple} "
                              "(seg.input_stride x 2 ** (len(block_out_channels) - 1))")
         return wrapper.unet
+
+    def init_from_pretrained(self, model: torch.nn.Module, directory: Path) -> dict[str, Any]:
+        """Start from a saved segmenter (a run's output or ``checkpoints/petct-phantom-seg``), classes mapped by id."""
+        return init_segmenter(self.accelerator.unwrap_model(model) if self.accelerator is not None else model,
+                              self.label_ids, float(self.grid.spacing), self.options.input_stride, directory)
 
     def loss(self, model, batch, generator):
         volume = batch["volume"].to(self.device, non_blocking=True)
