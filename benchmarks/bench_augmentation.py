@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from petct_pipeline.data.preprocess import AIR_HU
+from petct_pipeline.data.preprocess import AIR_HU, OUTSIDE_BODY_MODEL
 from petct_pipeline.evaluation.lesion_detection import LesionScores, combine_scores, lesion_scores
 from petct_pipeline.evaluation.metrics import body_mask
 from petct_pipeline.intensity import hu_to_model, suv_to_model
@@ -51,8 +51,6 @@ FOREGROUND_FRACTION = 1 / 3  # nnU-Net's oversampling of crops holding foregroun
 POSITIVE_DIAGNOSES = ("LYMPHOMA", "MELANOMA", "LUNG_CANCER")
 UNET = {"block_out_channels": (16, 32, 64), "layers_per_block": 1, "attention_levels": (False, False, False),
         "mid_attention": False, "norm_num_groups": 8}
-#: model-space values of air (CT) and no uptake (PET): what lies outside the body
-AIR_MODEL = (float(hu_to_model(np.float32(AIR_HU))), float(suv_to_model(np.float32(0.0))))
 HEADER = ["training data", "subjects", "lesions", "test Dice", "test F1", "sensitivity", "false positives",
           "train s"]
 
@@ -69,7 +67,7 @@ class Study:
         """Volume and mask padded with air by half a crop on every side, so any voxel can centre a crop."""
         if not hasattr(self, "_padded"):
             pad = [(c // 2, c // 2) for c in CROP]
-            volume = np.stack([np.pad(self.volume[c], pad, constant_values=AIR_MODEL[c]) for c in range(2)])
+            volume = np.stack([np.pad(self.volume[c], pad, constant_values=OUTSIDE_BODY_MODEL[c]) for c in range(2)])
             self._padded = (volume, np.pad(self.lesions, pad))
         return self._padded
 
@@ -172,7 +170,7 @@ def segment(unet: PETCTUNet3DModel, study: Study) -> np.ndarray:
     multiple = unet.spatial_multiple
     size = study.volume.shape[1:]
     pad = [(0, (-n) % multiple) for n in size]
-    volume = np.stack([np.pad(study.volume[c], pad, constant_values=AIR_MODEL[c]) for c in range(2)])[None]
+    volume = np.stack([np.pad(study.volume[c], pad, constant_values=OUTSIDE_BODY_MODEL[c]) for c in range(2)])[None]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = unet(torch.from_numpy(volume), 0.0).sample.float()
     return logits.argmax(dim=1)[0].numpy()[: size[0], : size[1], : size[2]].astype(bool)

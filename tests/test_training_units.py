@@ -279,7 +279,8 @@ def _seg_stage(organs: list[str], block_out_channels: list[int]):
     section = {**config.stages["seg"], "validation": {}, "organs": organs, "crop": [8, 8, 8], "input_stride": 1,
                "unet": {"block_out_channels": block_out_channels, "attention_levels": [False, False],
                         "norm_num_groups": 4}}
-    return get_stage("seg")(dataclasses.replace(config, stages={**config.stages, "seg": section}), Accelerator(cpu=True))
+    config = dataclasses.replace(config, stages={**config.stages, "seg": section})
+    return get_stage("seg")(config, Accelerator(cpu=True))
 
 
 def test_seg_init_weights_keeps_known_classes_and_adds_new_ones_below_background(tmp_path):
@@ -298,8 +299,10 @@ def test_seg_init_weights_keeps_known_classes_and_adds_new_ones_below_background
     info = larger.init_from_pretrained(fresh, tmp_path / "seg")
     assert info["classes_added"] == [4] and info["classes_dropped"] == []
     volume = torch.randn(1, 2, 8, 8, 8)
-    old, new = trained(volume, 0.0).sample, fresh(volume, 0.0).sample  # bg, spleen, liver | bg, spleen, gallbladder, liver
+    # channels: background, spleen, liver | background, spleen, gallbladder, liver
+    old, new = trained(volume, 0.0).sample, fresh(volume, 0.0).sample
     assert torch.allclose(new[:, [0, 1, 3]], old, atol=1e-5)
     assert torch.allclose(new[:, 2], old[:, 0] + NEW_CLASS_BIAS_OFFSET, atol=1e-5)
     with pytest.raises(ValueError, match="another network than the config: block_out_channels"):
-        _seg_stage(["liver"], [8, 8]).init_from_pretrained(_seg_stage(["liver"], [8, 8]).build_model(), tmp_path / "seg")
+        other = _seg_stage(["liver"], [8, 8])
+        other.init_from_pretrained(other.build_model(), tmp_path / "seg")

@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from ..errors import InputError, InputTypeError
 from ..geometry import VolumeGrid, ras_affine, spacing_from_affine
-from ..intensity import to_model_space
+from ..intensity import hu_to_model, suv_to_model, to_model_space
 from ..io import load_nifti
 from .study import StudyRecord
 from .suv import activity_to_suv
@@ -45,6 +45,7 @@ __all__ = [
     "ALLOWED_SPACINGS",
     "PREPROCESS_VERSION",
     "AIR_HU",
+    "OUTSIDE_BODY_MODEL",
     "load_study_images",
     "body_mask",
     "preprocess_study",
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 ALLOWED_SPACINGS = (2.0, 4.0, 8.0, 16.0)
 PREPROCESS_VERSION = 1  # bump when the code below changes its output; old caches are then rebuilt
 AIR_HU = -1000.0
+#: model-space (CT, PET) values of what lies outside the body: air and no uptake (what networks are padded with)
+OUTSIDE_BODY_MODEL: tuple[float, float] = (float(hu_to_model(np.float32(AIR_HU))), float(suv_to_model(np.float32(0.0))))
 PAPER_EXTENT_MM = (448.0, 448.0, 768.0)  # the paper's 224 x 224 x 384 voxels at 2 mm
 _CT_SOURCES = ("auto", "ctres", "ct")
 _DTYPES = ("float16", "float32")

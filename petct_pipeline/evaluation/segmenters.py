@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.preprocess import AIR_HU, resample
+from ..data.preprocess import AIR_HU, OUTSIDE_BODY_MODEL, resample
 from ..errors import InputError, InputTypeError
 from ..geometry import body_length_mm
 from ..intensity import hu_to_model, suv_to_model
@@ -344,8 +344,8 @@ def _pad_with_air(volume: torch.Tensor, multiple: int) -> torch.Tensor:
     if not any(pad):
         return volume
     widths = (0, pad[2], 0, pad[1], 0, pad[0])
-    ct = F.pad(volume[:, :1], widths, value=float(hu_to_model(np.float32(AIR_HU))))
-    pet = F.pad(volume[:, 1:], widths, value=float(suv_to_model(np.float32(0.0))))
+    ct = F.pad(volume[:, :1], widths, value=OUTSIDE_BODY_MODEL[0])
+    pet = F.pad(volume[:, 1:], widths, value=OUTSIDE_BODY_MODEL[1])
     return torch.cat([ct, pet], dim=1)
 
 

@@ -33,10 +33,9 @@ import torch
 from torch.utils.data import Dataset
 
 from petct_pipeline.data.cache import CacheIndex
-from petct_pipeline.data.preprocess import AIR_HU, PreprocessConfig
+from petct_pipeline.data.preprocess import OUTSIDE_BODY_MODEL, PreprocessConfig
 from petct_pipeline.data.study import ScanResult
 from petct_pipeline.errors import InputError
-from petct_pipeline.intensity import hu_to_model
 from petct_pipeline.io import write_json
 from petct_pipeline.models import OrganSegmentationModel, class_ids_for
 from petct_pipeline.organs import EVALUATION_ORGANS
@@ -151,7 +150,7 @@ class CachedLabelledVolumes(Dataset):
         self.lookup = lookup
         self.max_shift = int(max_shift)
         self.crop = crop
-        self.air = float(hu_to_model(np.float32(AIR_HU)))
+        self.air, self.no_uptake = OUTSIDE_BODY_MODEL
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -171,7 +170,8 @@ class CachedLabelledVolumes(Dataset):
         if self.max_shift > 0:
             offsets = tuple(int(v) for v in rng.integers(-self.max_shift, self.max_shift + 1, size=3))
             if any(offsets):
-                volume = np.concatenate([_shift(volume[:1], offsets, self.air), _shift(volume[1:], offsets, -1.0)])
+                volume = np.concatenate([_shift(volume[:1], offsets, self.air),
+                                         _shift(volume[1:], offsets, self.no_uptake)])
                 target = _shift(target, offsets, 0)
         return {"volume": torch.from_numpy(np.ascontiguousarray(volume)),
                 "target": torch.from_numpy(np.ascontiguousarray(target))}
