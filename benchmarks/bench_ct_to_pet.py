@@ -322,6 +322,8 @@ def main() -> None:
               f"error {record['placement']['error_mm']:.0f} mm", flush=True)
     found = read_records(args.work, args.seed)
     records = [found[study.subject_id] for study in studies if study.subject_id in found]
+    if not records:
+        raise SystemExit(f"bench_ct_to_pet.py: no subject recorded under {args.work} yet (run without --summarise)")
     if len(records) < len(studies) and not args.summarise:
         print(f"{len(records)}/{len(studies)} subjects recorded; the results are written when all are (or with "
               "--summarise)", flush=True)
