@@ -113,7 +113,7 @@ def measure_stage(config_name: str, stage_name: str, device: str, steps: int, wa
         "batch_size": batch,
         "config_batch_size": options.batch_size,
         "sample_shape": [2, *shape],
-        "spacing_mm": float(stage.grid["spacing"]),
+        "spacing_mm": float(stage.grid.spacing),
         "params_m": round(parameters / 1e6, 3),
         "steps_timed": len(timed),
         "seconds_per_step": round(seconds, 4),
