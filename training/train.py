@@ -79,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume_from_checkpoint", default=None,
                         help="'latest' (newest in OUTPUT/checkpoints; fresh start if none) or a checkpoint folder")
     parser.add_argument("--init_weights", type=Path, default=None,
-                        help="start from the weights of a finished stage output or an exported pipeline folder "
+                        help="start from the weights of a finished stage output or an exported pipeline folder, "
+                             "for --stage seg a saved segmenter (its classes mapped by id, new ones added) "
                              "(fine-tuning: optimiser, schedule and EMA start fresh; a resumed checkpoint wins)")
     parser.add_argument("--cache_dir", type=Path, default=None,
                         help="preprocessing cache root (default OUTPUT/cache); share it between stages")
