@@ -74,6 +74,6 @@ def user_error_line(error: BaseException, user_errors: tuple[type[BaseException]
         return one_line(str(error))
     if is_write_failure(error) or is_bad_path(error):
         verb = "cannot write" if is_write_failure(error) else "cannot use the path"
-        where = f"{verb} {error.filename}" if getattr(error, "filename", None) else verb
-        return one_line(f"{where}: {getattr(error, 'strerror', None) or error}")
+        where = f"{verb} {error.filename}" if error.filename else verb  # both checks imply an OSError
+        return one_line(f"{where}: {error.strerror or error}")
     return None

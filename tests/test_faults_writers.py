@@ -203,7 +203,7 @@ def prior_inputs(tmp_path_factory):
             "--config", str(config), "--cache_dir", str(root / "cache")]
 
 
-def _half_written_then(code: int, path) -> OSError:
+def _refused(code: int, path) -> OSError:
     return OSError(code, os.strerror(code), str(path))
 
 
@@ -214,7 +214,7 @@ def _fail_copy(monkeypatch, code):
     def copy2(src, dst, **kwargs):
         real(src, dst, **kwargs)
         Path(dst).write_bytes(Path(dst).read_bytes()[: Path(dst).stat().st_size // 2])
-        raise _half_written_then(code, dst)
+        raise _refused(code, dst)
     monkeypatch.setattr(shutil, "copy2", copy2)
 
 
@@ -225,7 +225,7 @@ def _fail_provenance(monkeypatch, code):
     def write_text(self, data, *args, **kwargs):
         if self.name == "training_provenance.json":
             real(self, data[: len(data) // 2], *args, **kwargs)
-            raise _half_written_then(code, self)
+            raise _refused(code, self)
         return real(self, data, *args, **kwargs)
     monkeypatch.setattr(Path, "write_text", write_text)
 
@@ -236,19 +236,20 @@ def _fail_publish(monkeypatch, code):
 
     def rename(self, target):
         if Path(target).name == "with_prior":
-            raise _half_written_then(code, target)
+            raise _refused(code, target)
         return real(self, target)
     monkeypatch.setattr(Path, "rename", rename)
 
 
-@pytest.mark.parametrize("fault", [_fail_copy, _fail_provenance, _fail_publish], ids=["copy", "provenance", "publish"])
-def test_fit_prior_a_refused_write_leaves_no_folder_then_a_rerun(fault, prior_inputs, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(("fault", "code"), list(zip((_fail_copy, _fail_provenance, _fail_publish), CODES)),
+                         ids=["copy", "provenance", "publish"])
+def test_fit_prior_a_refused_write_leaves_no_folder_then_a_rerun(fault, code, prior_inputs, tmp_path, monkeypatch,
+                                                                 capsys):
     """The prior's pipeline folder is staged and renamed: a fault anywhere leaves ``--out`` absent, nothing hidden."""
     from training.fit_prior import main as fit_prior
 
     assert fit_prior([*prior_inputs, "--out", str(tmp_path / "baseline" / "with_prior")]) == 0
     expected = snapshot(tmp_path / "baseline" / "with_prior")
-    code = CODES[[_fail_copy, _fail_provenance, _fail_publish].index(fault)]
     out = tmp_path / "faulted" / "with_prior"
     with monkeypatch.context() as patch:
         fault(patch, code)
@@ -267,8 +268,8 @@ def test_fit_prior_a_refused_write_leaves_no_folder_then_a_rerun(fault, prior_in
 def test_kill_9_of_fit_prior_at_random_moments(prior_inputs, tmp_path):
     """fit_prior.py killed at a random moment leaves ``--out`` absent or whole; a rerun gives the same bytes."""
     argv = [sys.executable, "training/fit_prior.py", *prior_inputs]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     started = time.monotonic()
     subprocess.run([*argv, "--out", str(tmp_path / "baseline")], check=True, env=env, cwd=repo, capture_output=True)
     duration = time.monotonic() - started

@@ -21,7 +21,7 @@ from petct_pipeline.models import OrganSegmentationModel
 
 from .pretrained import architecture_differences
 
-__all__ = ["NEW_CLASS_BIAS_OFFSET", "init_segmenter"]
+__all__ = ["NEW_CLASS_BIAS_OFFSET", "OUTPUT_LAYER", "init_segmenter", "mapped_output_rows"]
 
 #: logit of a new class against background at the start: e**-4, about 2 % of background's probability
 NEW_CLASS_BIAS_OFFSET = -4.0

@@ -236,8 +236,7 @@ class SegStage(Stage):
 
     def init_from_pretrained(self, model: torch.nn.Module, directory: Path) -> dict[str, Any]:
         """Start from a saved segmenter (a run's output or ``checkpoints/petct-phantom-seg``), classes mapped by id."""
-        return init_segmenter(self.accelerator.unwrap_model(model) if self.accelerator is not None else model,
-                              self.label_ids, float(self.grid.spacing), self.options.input_stride, directory)
+        return init_segmenter(model, self.label_ids, float(self.grid.spacing), self.options.input_stride, directory)
 
     def loss(self, model, batch, generator):
         volume = batch["volume"].to(self.device, non_blocking=True)
